@@ -1,0 +1,23 @@
+# Every install step lives here: a fresh machine needs only python3 (3.11+), java (17+), mvn and make.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN     = $(VENV)/bin
+
+.PHONY: up test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+## Run broker + processor + collector locally (Ctrl-C stops all).
+up: $(BIN)/.installed
+	$(BIN)/eventpipe up
+
+## Run the test suite against a real Kafka broker and chDB.
+test: $(BIN)/.installed
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .eventpipe .pytest_cache

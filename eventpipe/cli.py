@@ -1,0 +1,169 @@
+"""The ``eventpipe`` command: one entry point for running, feeding and querying the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+
+from eventpipe.settings import Settings
+
+
+def cmd_up(settings: Settings, args) -> int:
+    from eventpipe.stack import LocalStack, StackError
+
+    stack = LocalStack(settings)
+    stopping = False
+
+    def _stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        stack.start()
+    except (StackError, KeyboardInterrupt) as exc:
+        print(f"eventpipe up: {exc}", file=sys.stderr)
+        return 1
+    keys = ", ".join(settings.project_for_key())
+    print(f"""
+eventpipe is up.
+  collector  {stack.collector_url}/v1/batch   (write keys: {keys})
+  query      {stack.query_url}
+  metrics    {stack.collector_url}/metrics
+Try:  eventpipe demo        then   eventpipe query "SELECT event, count() FROM events GROUP BY event"
+Ctrl-C stops everything.
+""", flush=True)
+    try:
+        while not stopping:
+            dead = [c for c in stack.children() if not c.alive()]
+            if dead:
+                print(f"eventpipe up: {dead[0].name} exited with {dead[0].proc.returncode}; stopping",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("eventpipe up: stopping collector, processor, broker ...", flush=True)
+        stack.stop()
+    return 0
+
+
+def cmd_broker(settings: Settings, args) -> int:
+    from eventpipe.broker import KafkaBroker
+
+    broker = KafkaBroker(settings)
+    started = time.monotonic()
+    broker.start()
+    print(f"Kafka ready at {broker.bootstrap} in {time.monotonic() - started:.1f}s; Ctrl-C stops it", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    try:
+        while broker.proc and broker.proc.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_collector(settings: Settings, args) -> int:
+    from granian import Granian
+
+    Granian("ingest.app:app", address=settings.collector_host, port=settings.collector_port, interface="rsgi",
+            workers=settings.collector_workers, loop="uvloop", log_access=False).serve()
+    return 0
+
+
+def cmd_processor(settings: Settings, args) -> int:
+    from processors.app import main
+
+    main()
+    return 0
+
+
+def cmd_migrate(settings: Settings, args) -> int:
+    from eventpipe.store import Store
+
+    store = Store(settings)
+    applied = store.migrate()
+    store.close()
+    print("applied: " + ", ".join(applied) if applied else "the store is up to date")
+    return 0
+
+
+def cmd_query(settings: Settings, args) -> int:
+    from eventpipe.query import QueryError, format_table, run_query
+
+    try:
+        result = run_query(settings, args.sql)
+    except QueryError as exc:
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps(result.to_json(), default=str))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def cmd_demo(settings: Settings, args) -> int:
+    from eventpipe.demo import run_demo
+
+    url = args.url or f"http://{settings.collector_host}:{settings.collector_port}"
+    key = args.write_key or next(iter(settings.project_for_key()))
+    result = asyncio.run(run_demo(url, key, args.requests, args.events_per_request, seed=args.seed))
+    print(f"sent {result.requests} requests ({result.events} events) in {result.seconds:.1f}s, "
+          f"{result.failed} failed")
+    return 1 if result.failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventpipe", description=__doc__,
+                                     epilog="Settings come from EVENTPIPE_* environment variables (see README).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run broker, processor and collector locally in the foreground")
+    sub.add_parser("broker", help="run only the local Kafka broker")
+    sub.add_parser("collector", help="run the HTTP collector")
+    sub.add_parser("processor", help="run the faust processor worker")
+    sub.add_parser("migrate", help="apply ClickHouse migrations to the store")
+    q = sub.add_parser("query", help="run SQL against the store")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=["table", "json"], default="table")
+    d = sub.add_parser("demo", help="post realistic synthetic traffic to a running collector")
+    d.add_argument("--requests", type=int, default=1000)
+    d.add_argument("--events-per-request", type=int, default=10)
+    d.add_argument("--url", help="collector base URL (default: the configured one)")
+    d.add_argument("--write-key", help="default: the first configured key")
+    d.add_argument("--seed", type=int)
+    return parser
+
+
+COMMANDS = {"up": cmd_up, "broker": cmd_broker, "collector": cmd_collector, "processor": cmd_processor,
+            "migrate": cmd_migrate, "query": cmd_query, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"eventpipe: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    from eventpipe.broker import BrokerError
+
+    try:
+        return COMMANDS[args.command](settings, args)
+    except BrokerError as exc:
+        print(f"eventpipe: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

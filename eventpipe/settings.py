@@ -1,0 +1,102 @@
+"""The one place eventpipe's configuration is declared.
+
+Every knob is a field of `Settings` with its default inline; each can be set
+from the environment as ``EVENTPIPE_<FIELD>`` (upper case), e.g.
+``EVENTPIPE_KAFKA_BOOTSTRAP=broker:9092``. The README's configuration table is
+this class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+PREFIX = "EVENTPIPE_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # Local state: broker data and the embedded chDB store live under here.
+    data_dir: Path = Path(".eventpipe")
+    # Where the Kafka jars resolved by mvn are cached (shared by all checkouts).
+    cache_dir: Path = Path.home() / ".cache" / "eventpipe"
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_version: str = "4.1.1"
+    broker_heap: str = "1g"
+    topic_raw: str = "events.raw"
+    topic_dlq: str = "events.dlq"
+
+    # Collector
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 8080
+    collector_workers: int = 1
+    # "key=project,key2=project2": write keys accepted and the project each feeds.
+    write_keys: str = "demo-write-key=demo"
+    max_batch_bytes: int = 500 * 1024
+    # A bundle (one Kafka record) closes after this many ms or bytes.
+    bundle_window_ms: float = 5.0
+    bundle_max_bytes: int = 768 * 1024
+
+    # Processor
+    processor_web_port: int = 6066
+    # A micro-batch closes at this many Kafka records (bundles) or after this many seconds.
+    processor_batch_records: int = 200
+    processor_batch_seconds: float = 0.5
+
+    # Store: the embedded chDB directory, unless clickhouse_url names a server.
+    store_path: Path | None = None
+    clickhouse_url: str = ""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _convert(f.type, raw, f.name)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def store_dir(self) -> Path:
+        return self.store_path or self.data_dir / "store"
+
+    @property
+    def broker_port(self) -> int:
+        return int(self.kafka_bootstrap.rsplit(":", 1)[1])
+
+    def project_for_key(self) -> dict[str, str]:
+        keys = {}
+        for pair in filter(None, (p.strip() for p in self.write_keys.split(","))):
+            key, sep, project = pair.partition("=")
+            if not sep or not key or not project:
+                raise ValueError(f"{PREFIX}WRITE_KEYS: expected key=project, got {pair.split('=')[0][:4]}…")
+            keys[key] = project
+        return keys
+
+    def env(self) -> dict[str, str]:
+        """These settings as environment variables, for child processes."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[PREFIX + f.name.upper()] = str(value)
+        return out
+
+
+def _convert(annotation: str, raw: str, name: str):
+    kind = annotation.split("|")[0].strip()
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw).expanduser()
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from None

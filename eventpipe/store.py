@@ -1,0 +1,98 @@
+"""ClickHouse access for every part of eventpipe: one client, two backends.
+
+clickhouse-connect talks to the embedded chDB engine (``interface="chdb"``,
+the default, a local directory) or to a ClickHouse server (``clickhouse_url``)
+with the same SQL. This module is the narrow seam: connect, migrate, insert
+an Arrow table, run a query. The server path is only unit-tested here: no
+ClickHouse server can be installed on the project's machines.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+import threading
+from dataclasses import dataclass
+
+import clickhouse_connect
+import pyarrow as pa
+
+from eventpipe.settings import Settings
+
+MIGRATIONS_TABLE = "schema_migrations"
+
+
+def connect(settings: Settings):
+    """A clickhouse-connect client for the configured store."""
+    if settings.clickhouse_url:
+        return clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+    settings.store_dir.mkdir(parents=True, exist_ok=True)
+    return clickhouse_connect.get_client(interface="chdb", path=str(settings.store_dir.resolve()))
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for each file in schemas/clickhouse, in order."""
+    out = []
+    for entry in importlib.resources.files("schemas").joinpath("clickhouse").iterdir():
+        match = re.fullmatch(r"(\d{4})_(.+)\.sql", entry.name)
+        if match:
+            out.append((int(match[1]), match[2], entry.read_text()))
+    return sorted(out)
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def migrate(client) -> list[str]:
+    """Apply the migrations not yet applied; return the names applied now."""
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version UInt32, name String, "
+        "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+    )
+    done = {row[0] for row in client.query(f"SELECT version FROM {MIGRATIONS_TABLE}").result_rows}
+    applied = []
+    for version, name, sql in migration_files():
+        if version in done:
+            continue
+        for statement in _statements(sql):
+            client.command(statement)
+        client.insert(MIGRATIONS_TABLE, [[version, name]], column_names=["version", "name"])
+        applied.append(f"{version:04d}_{name}")
+    return applied
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple]
+
+    def to_json(self) -> dict:
+        return {"columns": self.columns, "rows": [list(r) for r in self.rows]}
+
+
+class Store:
+    """A client plus a lock: chDB sessions are not safe to use from two threads at once."""
+
+    def __init__(self, settings: Settings):
+        self.client = connect(settings)
+        self._lock = threading.Lock()
+
+    def migrate(self) -> list[str]:
+        with self._lock:
+            return migrate(self.client)
+
+    def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
+        settings = {"insert_deduplication_token": token} if token else None
+        with self._lock:
+            self.client.insert_arrow(table, data, settings=settings)
+
+    def query(self, sql: str) -> QueryResult:
+        with self._lock:
+            result = self.client.query(sql)
+        return QueryResult(list(result.column_names), list(result.result_rows))
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()

@@ -1,0 +1,1 @@
+"""The collector: accepts Segment-style HTTP batches and writes them durably to Kafka."""

@@ -1,0 +1,20 @@
+"""The collector's Prometheus metrics, with conventional names and units (DESIGN.md §8)."""
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("eventpipe_collector_requests_total", "HTTP requests answered, by path and status code",
+                   ["path", "code"])
+EVENTS = Counter("eventpipe_collector_events_total", "Events in answered requests, by outcome",
+                 ["outcome"])
+REJECTED = Counter("eventpipe_collector_rejected_requests_total", "Requests refused, by reason code", ["reason"])
+REQUEST_SECONDS = Histogram(
+    "eventpipe_collector_request_duration_seconds", "Time from body read to response, including the Kafka ack",
+    buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+BUNDLES = Counter("eventpipe_collector_bundles_total", "Kafka records (bundles) sent, by outcome", ["outcome"])
+BUNDLE_BYTES = Histogram("eventpipe_collector_bundle_bytes", "Encoded size of a bundle",
+                         buckets=(1e3, 4e3, 16e3, 64e3, 256e3, 512e3, 1e6))
+BUNDLE_REQUESTS = Histogram("eventpipe_collector_bundle_requests", "Requests per bundle",
+                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+ACK_SECONDS = Histogram("eventpipe_collector_kafka_ack_seconds", "Time from bundle close to broker ack",
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0))

@@ -1,0 +1,1 @@
+"""The stream processors: a faust-streaming app that turns Kafka bundles into ClickHouse rows."""

@@ -1,0 +1,35 @@
+"""Kafka topic specifications: name, partitions, retention and compression.
+
+The local broker launcher creates these, and the Kubernetes KafkaTopic
+resources are meant to mirror them, so they are declared once here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+    compression: str = "producer"
+    max_message_bytes: int = 1024 * 1024
+
+    def configs(self) -> dict[str, str]:
+        return {
+            "retention.ms": str(self.retention_ms),
+            "compression.type": self.compression,
+            "max.message.bytes": str(self.max_message_bytes),
+        }
+
+
+def topic_specs(raw: str = "events.raw", dlq: str = "events.dlq") -> list[TopicSpec]:
+    return [
+        # Partitions bound processor parallelism; 12 divides evenly among 1,2,3,4,6,12 processors.
+        TopicSpec(raw, partitions=12, retention_ms=7 * DAY_MS),
+        TopicSpec(dlq, partitions=3, retention_ms=30 * DAY_MS),
+    ]

@@ -1,0 +1,80 @@
+"""The local broker launcher: a real Kafka that starts, keeps data across a restart, and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from eventpipe.broker import BrokerError, KafkaBroker, _port_open, resolve_jars
+from tests.conftest import make_settings
+
+
+async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, partition=0)
+    finally:
+        await producer.stop()
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        values = []
+        while (await consumer.position(tp)) < end:
+            batch = await consumer.getmany(tp, timeout_ms=2000)
+            values += [m.value for m in batch.get(tp, [])]
+        return values
+    finally:
+        await consumer.stop()
+
+
+def test_start_restart_from_cache_and_stop(tmp_path):
+    settings = make_settings(tmp_path)
+    broker = KafkaBroker(settings)
+    started = time.monotonic()
+    broker.start()
+    cold = time.monotonic() - started
+    try:
+        assert _port_open(broker.port)
+        asyncio.run(_produce(broker.bootstrap, settings.topic_raw, b"survives a restart"))
+    finally:
+        assert broker.stop() is not None
+    assert not _port_open(broker.port), "the broker still listens after stop()"
+
+    # Second start: the jars come from the cache (no mvn) and the data directory is reused.
+    assert (resolve_jars(settings).joinpath(".complete")).exists()
+    started = time.monotonic()
+    broker.start()
+    warm = time.monotonic() - started
+    try:
+        assert asyncio.run(_read_all(broker.bootstrap, settings.topic_raw)) == [b"survives a restart"]
+    finally:
+        broker.stop()
+    print(f"broker start: first {cold:.1f}s, restart {warm:.1f}s")
+    assert warm < 60
+
+
+def test_missing_tools_are_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither java nor mvn on it
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    settings = make_settings(tmp_path, cache_dir=tmp_path / "empty-cache")
+    with pytest.raises(BrokerError, match="`mvn` was not found"):
+        resolve_jars(settings)
+    with pytest.raises(BrokerError, match="`java` was not found"):
+        KafkaBroker(settings)._java(tmp_path)
+
+
+def test_busy_port_is_refused(tmp_path, broker):
+    settings = make_settings(tmp_path, kafka_bootstrap=broker.bootstrap)
+    with pytest.raises(BrokerError, match="already in use"):
+        KafkaBroker(settings).start()
