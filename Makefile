@@ -8,7 +8,8 @@ BIN     = $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo 'eventpipe: installing dependencies into  (first run only)'
+	$(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	touch $@
 
 ## Run broker + processor + collector locally (Ctrl-C stops all).
