@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo 'eventpipe: installing dependencies into  (first run only)'
+	@echo 'eventpipe: installing dependencies into $(VENV) (first run only)'
 	$(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	touch $@
 
