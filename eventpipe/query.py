@@ -34,7 +34,7 @@ def run_query(settings: Settings, sql: str, timeout: float = 30.0) -> QueryResul
             pass  # no running processor: open the store directly
     store = Store(settings)
     try:
-        return store.query(sql)
+        return store.query(sql, readonly=True)
     except Exception as exc:  # noqa: BLE001 - ClickHouse's message is what the analyst needs
         raise QueryError(str(exc)) from None
     finally:

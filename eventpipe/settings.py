@@ -41,6 +41,7 @@ class Settings:
     bundle_max_bytes: int = 768 * 1024
 
     # Processor
+    processor_web_host: str = "127.0.0.1"
     processor_web_port: int = 6066
     # A micro-batch closes at this many Kafka records (bundles) or after this many seconds.
     processor_batch_records: int = 200

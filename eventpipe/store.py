@@ -88,10 +88,17 @@ class Store:
         with self._lock:
             self.client.insert_arrow(table, data, settings=settings)
 
-    def query(self, sql: str) -> QueryResult:
+    def query(self, sql: str, readonly: bool = False) -> QueryResult:
+        """Run one statement; ``readonly`` is for analysts' SQL: ClickHouse itself refuses writes."""
+        settings = None
+        if readonly:
+            sql = sql.strip().rstrip(";").strip()
+            if ";" in sql:
+                raise ValueError("one statement per query")
+            settings = {"readonly": 2}  # 2: reads only, but the client may still set query settings
         with self._lock:
-            result = self.client.query(sql)
-        return QueryResult(list(result.column_names), list(result.result_rows))
+            result = self.client.query(sql, settings=settings)
+            return QueryResult(list(result.column_names), list(result.result_rows))
 
     def close(self) -> None:
         with self._lock:

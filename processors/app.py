@@ -31,9 +31,10 @@ settings = Settings.from_env()
 app = faust.App(
     "eventpipe-processor",
     broker=f"kafka://{settings.kafka_bootstrap}",
-    web_bind="127.0.0.1",
+    web_bind=settings.processor_web_host,
     web_port=settings.processor_web_port,
-    web_host="127.0.0.1",
+    web_host=settings.processor_web_host,
+    datadir=str(settings.data_dir / "faust"),  # not the working directory
     topic_disable_leader=True,
     topic_allow_declare=False,  # topics are specs in schemas/topics.py, created by whoever runs the broker
     consumer_auto_offset_reset="earliest",
@@ -100,7 +101,7 @@ class QueryView(faust.web.View):
         if not sql.strip():
             return self.json({"error": "send SQL as the POST body or ?sql="}, status=400)
         try:
-            result = await asyncio.to_thread(store().query, sql)
+            result = await asyncio.to_thread(store().query, sql, True)
         except Exception as exc:  # noqa: BLE001 - the analyst sees ClickHouse's own message
             return self.json({"error": str(exc)}, status=400)
         return self.json(result.to_json())

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -14,7 +15,7 @@ import orjson
 
 from eventpipe.demo import run_demo
 from tests.conftest import query, wait_for
-from tests.http import post
+from tests.http import get, post
 
 
 def _iso(t: datetime) -> str:
@@ -83,3 +84,14 @@ def test_query_errors_reach_the_analyst(stack):
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "query failed" in out.stderr and "nope" in out.stderr
+
+
+def test_analyst_sql_is_read_only(stack):
+    before = query(stack, "SELECT count() FROM events")[0][0]
+    for sql in ("INSERT INTO events (project) VALUES ('x')", "DROP TABLE events",
+                "ALTER TABLE events DELETE WHERE 1", "SELECT 1; DROP TABLE events"):
+        url = stack.query_url + "?" + urllib.parse.urlencode({"sql": sql})
+        status, _, raw = get(url)
+        assert status == 400, sql
+        assert orjson.loads(raw)["error"]
+    assert query(stack, "SELECT count() FROM events")[0][0] >= before
