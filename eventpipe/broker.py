@@ -166,6 +166,7 @@ class KafkaBroker:
     def start(self, timeout: float = 90.0, out=sys.stderr) -> "KafkaBroker":
         if self.proc and self.proc.poll() is None:
             return self
+        self._stop_stale()
         if _port_open(self.port):
             raise BrokerError(f"port {self.port} is already in use: is another broker running? "
                               "Set EVENTPIPE_KAFKA_BOOTSTRAP to another port.")
@@ -180,9 +181,32 @@ class KafkaBroker:
         self.proc = subprocess.Popen(self._java(libs, "kafka.Kafka", str(props)), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+        self.pid_path.write_text(str(self.proc.pid))
         self._wait_ready(timeout, log_offset)
         asyncio.run(ensure_topics(self.bootstrap, topic_specs(self.settings.topic_raw, self.settings.topic_dlq)))
         return self
+
+    @property
+    def pid_path(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    def _stop_stale(self) -> None:
+        """Stop a broker that a killed earlier run left behind on this data directory."""
+        try:
+            pid = int(self.pid_path.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return
+        if b"kafka.Kafka" in cmdline and str(self.data_dir).encode() in cmdline:
+            print(f"eventpipe: stopping a broker left running by an earlier run (pid {pid})", file=sys.stderr)
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
 
     def _wait_ready(self, timeout: float, offset: int) -> None:
         """Wait for this start's own ready line (written after ``offset``) and an open port."""
@@ -208,6 +232,7 @@ class KafkaBroker:
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (a controlled shutdown), then SIGKILL if it does not exit in time."""
         proc, self.proc = self.proc, None
+        self.pid_path.unlink(missing_ok=True)
         if proc is None or proc.poll() is not None:
             return proc.returncode if proc else None
         proc.send_signal(signal.SIGTERM)

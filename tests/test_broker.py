@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -78,3 +79,16 @@ def test_busy_port_is_refused(tmp_path, broker):
     settings = make_settings(tmp_path, kafka_bootstrap=broker.bootstrap)
     with pytest.raises(BrokerError, match="already in use"):
         KafkaBroker(settings).start()
+
+
+def test_a_broker_left_by_a_killed_run_is_stopped_on_start(tmp_path):
+    settings = make_settings(tmp_path)
+    orphan = KafkaBroker(settings).start()
+    orphan_pid = orphan.proc.pid
+    orphan.proc = None  # as if the process that started it died without stopping it
+    broker = KafkaBroker(settings).start()
+    try:
+        assert broker.proc.pid != orphan_pid
+        assert not Path(f"/proc/{orphan_pid}").exists() or b"Z" in Path(f"/proc/{orphan_pid}/stat").read_bytes()[:64]
+    finally:
+        broker.stop()
