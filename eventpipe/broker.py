@@ -88,6 +88,15 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -201,7 +210,7 @@ class KafkaBroker:
             print(f"eventpipe: stopping a broker left running by an earlier run (pid {pid})", file=sys.stderr)
             os.kill(pid, signal.SIGTERM)
             for _ in range(300):
-                if not Path(f"/proc/{pid}").exists():
+                if not _alive(pid):
                     break
                 time.sleep(0.1)
             else:

@@ -46,10 +46,14 @@ class Settings:
     # A micro-batch closes at this many Kafka records (bundles) or after this many seconds.
     processor_batch_records: int = 200
     processor_batch_seconds: float = 0.5
+    # A processor that stops heartbeating loses its partitions after this many seconds.
+    processor_session_timeout: float = 10.0
 
     # Store: the embedded chDB directory, unless clickhouse_url names a server.
     store_path: Path | None = None
     clickhouse_url: str = ""
+    # Fault injection for tests and drills: while this file exists, store writes fail.
+    store_failpoint: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

@@ -22,12 +22,18 @@ from eventpipe.settings import Settings
 MIGRATIONS_TABLE = "schema_migrations"
 
 
-def connect(settings: Settings):
-    """A clickhouse-connect client for the configured store."""
+def connect(settings: Settings, readonly: bool = False):
+    """A clickhouse-connect client for the configured store; ``readonly`` ones refuse every write.
+
+    2 = reads only, though the client may still set query settings. Analysts get their own
+    read-only client: the chDB backend keeps a failed query's settings on its client, so a
+    refused write on a shared client would leave the processor's writer read-only.
+    """
+    extra = {"settings": {"readonly": 2}} if readonly else {}
     if settings.clickhouse_url:
-        return clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+        return clickhouse_connect.get_client(dsn=settings.clickhouse_url, **extra)
     settings.store_dir.mkdir(parents=True, exist_ok=True)
-    return clickhouse_connect.get_client(interface="chdb", path=str(settings.store_dir.resolve()))
+    return clickhouse_connect.get_client(interface="chdb", path=str(settings.store_dir.resolve()), **extra)
 
 
 def migration_files() -> list[tuple[int, str, str]]:
@@ -63,6 +69,10 @@ def migrate(client) -> list[str]:
     return applied
 
 
+class StoreUnavailable(RuntimeError):
+    """A write the store refused; the processor retries it with backoff."""
+
+
 @dataclass
 class QueryResult:
     columns: list[str]
@@ -76,30 +86,51 @@ class Store:
     """A client plus a lock: chDB sessions are not safe to use from two threads at once."""
 
     def __init__(self, settings: Settings):
+        self.settings = settings
         self.client = connect(settings)
+        self.failpoint = settings.store_failpoint
         self._lock = threading.Lock()
+        self._reader = None
 
     def migrate(self) -> list[str]:
         with self._lock:
             return migrate(self.client)
 
+    def _check_failpoint(self) -> None:
+        if self.failpoint is not None and self.failpoint.exists():
+            raise StoreUnavailable(f"store writes are failing ({self.failpoint} exists)")
+
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
-        settings = {"insert_deduplication_token": token} if token else None
+        """Insert an Arrow table; with ``token``, a repeat of the same token is dropped, rollups included."""
+        settings = None
+        if token:
+            settings = {"insert_deduplication_token": token,
+                        "deduplicate_blocks_in_dependent_materialized_views": 1}
         with self._lock:
+            self._check_failpoint()
             self.client.insert_arrow(table, data, settings=settings)
+
+    def insert_rows(self, table: str, rows: list[list], columns: list[str]) -> None:
+        with self._lock:
+            self._check_failpoint()
+            self.client.insert(table, rows, column_names=columns)
 
     def query(self, sql: str, readonly: bool = False) -> QueryResult:
         """Run one statement; ``readonly`` is for analysts' SQL: ClickHouse itself refuses writes."""
-        settings = None
-        if readonly:
-            sql = sql.strip().rstrip(";").strip()
-            if ";" in sql:
-                raise ValueError("one statement per query")
-            settings = {"readonly": 2}  # 2: reads only, but the client may still set query settings
         with self._lock:
-            result = self.client.query(sql, settings=settings)
+            client = self.client
+            if readonly:
+                sql = sql.strip().rstrip(";").strip()
+                if ";" in sql:
+                    raise ValueError("one statement per query")
+                if self._reader is None:
+                    self._reader = connect(self.settings, readonly=True)
+                client = self._reader
+            result = client.query(sql)
             return QueryResult(list(result.column_names), list(result.result_rows))
 
     def close(self) -> None:
         with self._lock:
+            if self._reader is not None:
+                self._reader.close()
             self.client.close()

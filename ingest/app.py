@@ -78,10 +78,19 @@ class Collector:
                 continue
             self.producer = producer
             self.bundler = Bundler(producer, s.topic_raw, partitions, s.bundle_window_ms, s.bundle_max_bytes,
-                                   max_inflight_bytes=64 * s.bundle_max_bytes)
+                                   max_inflight_bytes=64 * s.bundle_max_bytes, on_fatal=self._replace_producer)
             log.info("collector connected to Kafka %s (%s: %d partitions)", s.kafka_bootstrap, s.topic_raw,
                      partitions)
             return
+
+    def _replace_producer(self, exc: BaseException) -> None:
+        """A producer beyond repair: answer 503 until a new one (new producer id) is connected."""
+        log.warning("Kafka producer unusable (%r): replacing it", exc)
+        old, self.producer, self.bundler = self.producer, None, None
+        loop = asyncio.get_running_loop()
+        if old is not None:
+            loop.create_task(old.stop())
+        self._connector = loop.create_task(self._connect())
 
     async def stop(self) -> None:
         if self._connector and not self._connector.done():
@@ -138,8 +147,7 @@ class Collector:
             return rej.status, JSON, rej.body()
         except Overloaded as exc:
             return self._unavailable("overloaded", str(exc), events)
-        except Exception as exc:  # noqa: BLE001 - a Kafka failure: nothing was stored, the client retries
-            log.warning("Kafka write failed: %r", exc)
+        except Exception:  # noqa: BLE001 - a Kafka failure (logged per bundle): nothing acked, the client retries
             return self._unavailable("kafka_unavailable", "the event store is unavailable; retry later", events)
         metrics.EVENTS.labels("accepted").inc(events)
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)

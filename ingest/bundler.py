@@ -11,13 +11,24 @@ buffering without limit.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import zlib
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (InvalidProducerEpoch, OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced,
+                             UnknownProducerId)
 
 from ingest import metrics
 from schemas.bundle import AcceptedRequest, encode_bundle, encoded_size
+
+
+# After these an idempotent producer can never send again (its sequence state is broken,
+# e.g. after a broker restart lost in-flight batches): only a new producer helps.
+FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced,
+                         ProducerClosed)
+
+log = logging.getLogger("eventpipe.collector")
 
 
 class Overloaded(Exception):
@@ -40,8 +51,9 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 class Bundler:
     def __init__(self, producer: AIOKafkaProducer, topic: str, partitions: int, window_ms: float,
-                 max_bytes: int, max_inflight_bytes: int):
+                 max_bytes: int, max_inflight_bytes: int, on_fatal=None):
         self.producer = producer
+        self.on_fatal = on_fatal  # called once when the producer is beyond repair
         self.topic = topic
         self.partitions = partitions
         self.window = window_ms / 1000.0
@@ -93,6 +105,11 @@ class Bundler:
         except Exception as exc:  # every waiter must hear of it
             self.last_error = exc
             metrics.BUNDLES.labels("failed").inc()
+            log.warning("Kafka write of a bundle (%d requests, partition %d) failed: %r",
+                        len(bundle.requests), partition, exc)
+            if isinstance(exc, FATAL_PRODUCER_ERRORS) and self.on_fatal is not None:
+                on_fatal, self.on_fatal = self.on_fatal, None
+                on_fatal(exc)
             bundle.done.set_exception(exc)
             bundle.done.exception()  # retrieved: waiters that left must not log "never retrieved"
         else:

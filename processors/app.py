@@ -19,11 +19,12 @@ import time
 
 import faust
 import faust.web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from eventpipe.settings import Settings
 from eventpipe.store import Store
-from processors.rows import bundles_to_table
+from processors.kafka_ranges import KafkaRangeReader
+from processors.writer import EventWriter, Record
 
 log = logging.getLogger("eventpipe.processor")
 settings = Settings.from_env()
@@ -40,15 +41,22 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     value_serializer="raw",
     broker_commit_interval=1.0,
+    # a killed processor's partitions move to the others after this long
+    broker_session_timeout=settings.processor_session_timeout,
+    broker_heartbeat_interval=settings.processor_session_timeout / 4,
 )
 raw_topic = app.topic(settings.topic_raw, value_type=bytes, value_serializer="raw")
 
 EVENTS_WRITTEN = Counter("eventpipe_processor_events_written_total", "Rows written to ClickHouse events")
-BATCH_ROWS = Histogram("eventpipe_processor_batch_rows", "Rows per ClickHouse insert",
+EVENTS_REPLAYED = Counter("eventpipe_processor_events_replayed_total",
+                          "Rows re-inserted from the ledger after an assignment (dropped again by token)")
+STORE_ERRORS = Counter("eventpipe_processor_store_errors_total", "Failed micro-batch writes (retried)")
+BATCH_ROWS = Histogram("eventpipe_processor_batch_rows", "Rows per micro-batch",
                        buckets=(10, 100, 1e3, 5e3, 1e4, 5e4, 1e5, 5e5))
 INSERT_SECONDS = Histogram("eventpipe_processor_insert_seconds", "Decode+insert time of one micro-batch")
 FRESHNESS = Histogram("eventpipe_freshness_seconds", "Time from collector receipt to the row being queryable",
                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+LAG = Gauge("eventpipe_processor_lag_records", "Records in events.raw not yet processed", ["partition"])
 
 
 @functools.cache
@@ -60,18 +68,24 @@ def store() -> Store:
     return s
 
 
-def write_batch(records: list[tuple[int, int, bytes]]) -> int:
-    """Decode and insert one micro-batch; runs in a thread so the event loop keeps heartbeating."""
+@functools.cache
+def writer() -> EventWriter:
+    return EventWriter(store(), settings.topic_raw)
+
+
+@functools.cache
+def replay_reader() -> KafkaRangeReader:
+    return KafkaRangeReader(settings.kafka_bootstrap, settings.topic_raw)
+
+
+def write_batch(records: list[Record]) -> int:
+    """Decode and insert one micro-batch (blocking: runs in a thread so the event loop keeps going)."""
     started = time.perf_counter()
-    table = bundles_to_table(records)
-    store().insert_arrow("events", table)
-    now_ms = time.time() * 1000
-    oldest = table.column("received_at").cast("int64")
-    FRESHNESS.observe((now_ms - oldest[0].as_py()) / 1000 if len(oldest) else 0)
-    BATCH_ROWS.observe(table.num_rows)
+    rows = writer().write(records)
     INSERT_SECONDS.observe(time.perf_counter() - started)
-    EVENTS_WRITTEN.inc(table.num_rows)
-    return table.num_rows
+    BATCH_ROWS.observe(rows)
+    EVENTS_WRITTEN.inc(rows)
+    return rows
 
 
 @app.task
@@ -79,12 +93,46 @@ async def open_store() -> None:
     await asyncio.to_thread(store)
 
 
+@app.on_partitions_assigned.connect
+async def on_assigned(sender, assigned, **kwargs) -> None:
+    writer().reset()
+
+
+async def _write_with_retry(records: list[Record]) -> None:
+    """Recover partitions seen for the first time, then write; on failure retry with backoff, never skip."""
+    delay = 0.5
+    while True:
+        try:
+            for partition in sorted({r[0] for r in records} - writer().recovered.keys()):
+                first_seen = min(r[1] for r in records if r[0] == partition)
+                EVENTS_REPLAYED.inc(await writer().recover(partition, first_seen, replay_reader().read,
+                                                           asyncio.to_thread))
+            await asyncio.to_thread(write_batch, records)
+            return
+        except Exception as exc:  # noqa: BLE001 - the store or Kafka failed: wait, then the same batch again
+            STORE_ERRORS.inc()
+            log.warning("micro-batch write failed (%r); retrying in %.1fs, offsets not committed", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 @app.agent(raw_topic)
 async def write_events(stream):
+    # take_events acks a batch only after this loop body: offsets follow the inserts, never lead them.
     async for events in stream.take_events(settings.processor_batch_records, within=settings.processor_batch_seconds):
         records = [(e.message.partition, e.message.offset, e.value) for e in events]
-        rows = await asyncio.to_thread(write_batch, records)
-        log.debug("wrote %d rows from %d records", rows, len(records))
+        await _write_with_retry(records)
+        # the record timestamp is when the collector closed the bundle (<= one bundle window after receipt)
+        FRESHNESS.observe(time.time() - min(e.message.timestamp for e in events) / 1000)
+
+
+@app.timer(interval=5.0)
+async def report_lag() -> None:
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        position = await consumer.position(tp)
+        if position is not None:
+            LAG.labels(str(tp.partition)).set(max(0, consumer.highwater(tp) - position))
 
 
 @app.page("/query")

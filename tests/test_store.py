@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pyarrow as pa
 
 import eventpipe.store as store_mod
@@ -14,7 +16,9 @@ def _rows(n: int, offset: int = 0) -> pa.Table:
     cols = {f.name: [] for f in EVENTS_SCHEMA}
     for i in range(n):
         for f in EVENTS_SCHEMA:
-            if pa.types.is_timestamp(f.type):
+            if pa.types.is_decimal(f.type):
+                cols[f.name].append(Decimal(i) / 100)
+            elif pa.types.is_timestamp(f.type):
                 cols[f.name].append(1_767_225_600_000 + i)
             elif pa.types.is_integer(f.type):
                 cols[f.name].append(offset + i)
@@ -52,4 +56,22 @@ def test_server_url_uses_the_same_client(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(store_mod.clickhouse_connect, "get_client", lambda **kw: calls.append(kw) or object())
     store_mod.connect(make_settings(tmp_path, clickhouse_url="clickhouse://user:pw@ch.internal:8123/analytics"))
-    assert calls == [{"dsn": "clickhouse://user:pw@ch.internal:8123/analytics"}]
+    store_mod.connect(make_settings(tmp_path, clickhouse_url="clickhouse://ch.internal/a"), readonly=True)
+    assert calls == [{"dsn": "clickhouse://user:pw@ch.internal:8123/analytics"},
+                     {"dsn": "clickhouse://ch.internal/a", "settings": {"readonly": 2}}]
+
+
+def test_refused_analyst_writes_leave_the_writer_writable(tmp_path):
+    """Analyst SQL runs read-only on its own client; a refusal there must not leak into the writer's client."""
+    store = Store(make_settings(tmp_path))
+    store.migrate()
+    for sql in ("INSERT INTO events (project) VALUES ('x')", "DROP TABLE events", "SELECT 1; DROP TABLE events"):
+        try:
+            store.query(sql, readonly=True)
+        except Exception:  # noqa: BLE001 - refused, as it must be
+            pass
+        else:
+            raise AssertionError(f"allowed: {sql}")
+    store.insert_arrow("events", _rows(5), token="after-refusals")
+    assert store.query("SELECT count() FROM events", readonly=True).rows == [(5,)]
+    store.close()

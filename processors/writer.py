@@ -1,0 +1,111 @@
+"""Writing micro-batches to ClickHouse with an exactly-once effect on at-least-once delivery.
+
+Kafka and faust deliver a record at least once: after a crash or a rebalance,
+everything after the last committed offset comes again. This module makes
+those replays harmless (docs/exactly-once.md):
+
+1. Each micro-batch is split per Kafka partition into contiguous offset ranges.
+2. Before inserting, the ranges are recorded in the ``ingest_batches`` ledger.
+3. Each range is one insert with the deduplication token
+   ``<topic>/<partition>/<first>-<last>``; the table and every rollup have a
+   deduplication window, so a repeat of the same token with the same rows is
+   dropped everywhere, even if the first attempt died half-way.
+4. Offsets are acked (and later committed) only after the inserts succeed.
+5. When a processor first sees a partition after an assignment, it looks up the
+   ledger ranges at or after the first offset it was given, re-reads exactly
+   those offsets from Kafka, re-inserts them with their original tokens, and
+   skips them in the stream. Every range thus always goes into ClickHouse with
+   the same boundaries, the same rows (``processors.rows`` is deterministic) and
+   the same token.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+
+from eventpipe.store import Store
+from processors.rows import bundles_to_table
+
+log = logging.getLogger("eventpipe.processor")
+
+Record = tuple[int, int, bytes]  # (partition, offset, bundle bytes)
+Fetch = Callable[[int, int, int], Awaitable[list[Record]]]
+
+
+def contiguous_ranges(records: list[Record]) -> list[list[Record]]:
+    """Split one partition's records (in offset order) where offsets jump, so each range has no holes."""
+    ranges: list[list[Record]] = []
+    for record in records:
+        if ranges and record[1] == ranges[-1][-1][1] + 1:
+            ranges[-1].append(record)
+        else:
+            ranges.append([record])
+    return ranges
+
+
+class EventWriter:
+    def __init__(self, store: Store, topic: str):
+        self.store = store
+        self.topic = topic
+        # partition -> the last offset already written by recovery; absent: not yet recovered
+        self.recovered: dict[int, int] = {}
+
+    def token(self, partition: int, first: int, last: int) -> str:
+        return f"{self.topic}/{partition}/{first}-{last}"
+
+    def reset(self) -> None:
+        """After any (re)assignment faust seeks to committed offsets: every partition must recover again."""
+        self.recovered.clear()
+
+    # --- the ledger ---------------------------------------------------------
+    def recorded_ranges(self, partition: int, from_offset: int) -> list[tuple[int, int]]:
+        result = self.store.query(
+            f"SELECT first_offset, last_offset FROM ingest_batches WHERE topic = '{self.topic}' "
+            f"AND partition = {int(partition)} AND last_offset >= {int(from_offset)} "
+            "GROUP BY first_offset, last_offset ORDER BY first_offset")
+        return [(int(a), int(b)) for a, b in result.rows]
+
+    def _record(self, ranges: list[list[Record]], rows: list[int]) -> None:
+        self.store.insert_rows(
+            "ingest_batches",
+            [[self.topic, r[0][0], r[0][1], r[-1][1], n] for r, n in zip(ranges, rows)],
+            ["topic", "partition", "first_offset", "last_offset", "rows"])
+
+    # --- writing ------------------------------------------------------------
+    def _insert(self, records: list[Record]) -> int:
+        partition, first, last = records[0][0], records[0][1], records[-1][1]
+        table = bundles_to_table(records)
+        self.store.insert_arrow("events", table, token=self.token(partition, first, last))
+        return table.num_rows
+
+    def write(self, records: list[Record]) -> int:
+        """Insert a micro-batch (any partitions, already recovered); return the rows written. Blocking."""
+        ranges = []
+        for partition, group in itertools.groupby(sorted(records, key=lambda r: (r[0], r[1])), key=lambda r: r[0]):
+            skip = self.recovered.get(partition, -1)
+            ranges += contiguous_ranges([r for r in group if r[1] > skip])
+        if not ranges:
+            return 0
+        tables = [bundles_to_table(r) for r in ranges]
+        self._record(ranges, [t.num_rows for t in tables])
+        for r, table in zip(ranges, tables):
+            self.store.insert_arrow("events", table, token=self.token(r[0][0], r[0][1], r[-1][1]))
+        return sum(t.num_rows for t in tables)
+
+    async def recover(self, partition: int, first_seen: int, fetch: Fetch, run_blocking) -> int:
+        """Replay the ledger's ranges of ``partition`` at or after ``first_seen``; return rows re-inserted."""
+        ranges = await run_blocking(self.recorded_ranges, partition, first_seen)
+        replayed = 0
+        if ranges:
+            records = await fetch(partition, ranges[0][0], ranges[-1][1])
+            by_offset = {r[1]: r for r in records}
+            for first, last in ranges:
+                chunk = [by_offset[o] for o in range(first, last + 1) if o in by_offset]
+                if chunk:
+                    replayed += await run_blocking(self._insert, chunk)
+            log.info("partition %d: replayed %d ledger range(s) %d..%d (%d rows, duplicates dropped by token)",
+                     partition, len(ranges), ranges[0][0], ranges[-1][1], replayed)
+        self.recovered[partition] = ranges[-1][1] if ranges else first_seen - 1
+        return replayed
