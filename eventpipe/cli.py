@@ -112,6 +112,22 @@ def cmd_query(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_verify(settings: Settings, args) -> int:
+    from eventpipe.query import QueryError, run_query
+    from eventpipe.verify import verify
+
+    try:
+        checks = verify(lambda sql: run_query(settings, sql).rows)
+    except QueryError as exc:
+        print(f"verify failed: {exc}", file=sys.stderr)
+        return 2
+    for c in checks:
+        state = "ok" if c.ok else "MISMATCH"
+        print(f"{c.table:10s} {state:8s} {c.keys} keys; {c.only_in_rollup} differ in the rollup, "
+              f"{c.only_in_raw} differ in the recomputation")
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def cmd_demo(settings: Settings, args) -> int:
     from eventpipe.demo import run_demo
 
@@ -132,9 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("collector", help="run the HTTP collector")
     sub.add_parser("processor", help="run the faust processor worker")
     sub.add_parser("migrate", help="apply ClickHouse migrations to the store")
+    sub.add_parser("plan", add_help=False,
+                   help="size a Kubernetes deployment from measured capacity and simulate its autoscalers")
     q = sub.add_parser("query", help="run SQL against the store")
     q.add_argument("sql")
     q.add_argument("--format", choices=["table", "json"], default="table")
+    sub.add_parser("verify", help="check that the rollups equal a recomputation from raw events")
     d = sub.add_parser("demo", help="post realistic synthetic traffic to a running collector")
     d.add_argument("--requests", type=int, default=1000)
     d.add_argument("--events-per-request", type=int, default=10)
@@ -145,10 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "broker": cmd_broker, "collector": cmd_collector, "processor": cmd_processor,
-            "migrate": cmd_migrate, "query": cmd_query, "demo": cmd_demo}
+            "migrate": cmd_migrate, "query": cmd_query, "demo": cmd_demo, "verify": cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plan"]:  # eventpipe/plan.py owns its options (and its --help)
+        from eventpipe.plan import main as plan_main
+
+        return plan_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
