@@ -128,6 +128,17 @@ def cmd_verify(settings: Settings, args) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def cmd_dlq(settings: Settings, args) -> int:
+    from processors.dead_letters import REPLAYABLE, replay
+
+    reasons = set(args.reason) if args.reason else REPLAYABLE
+    replayed, skipped = asyncio.run(replay(settings.kafka_bootstrap, settings.topic_dlq, settings.topic_raw,
+                                           reasons, out=sys.stderr))
+    print(f"replayed {replayed} dead letters ({', '.join(sorted(reasons))}) into {settings.topic_raw}; "
+          f"skipped {skipped} (other reasons or repeats)")
+    return 0
+
+
 def cmd_demo(settings: Settings, args) -> int:
     from eventpipe.demo import run_demo
 
@@ -153,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="run SQL against the store")
     q.add_argument("sql")
     q.add_argument("--format", choices=["table", "json"], default="table")
+    dlq = sub.add_parser("dlq", help="dead letters: replay fixed ones into events.raw")
+    dlq.add_argument("action", choices=["replay"])
+    dlq.add_argument("--reason", action="append",
+                     help="replay only this reason (repeatable; default: schema_violation, too_old, invalid_field)")
     sub.add_parser("verify", help="check that the rollups equal a recomputation from raw events")
     d = sub.add_parser("demo", help="post realistic synthetic traffic to a running collector")
     d.add_argument("--requests", type=int, default=1000)
@@ -164,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "broker": cmd_broker, "collector": cmd_collector, "processor": cmd_processor,
-            "migrate": cmd_migrate, "query": cmd_query, "demo": cmd_demo, "verify": cmd_verify}
+            "migrate": cmd_migrate, "query": cmd_query, "demo": cmd_demo, "verify": cmd_verify, "dlq": cmd_dlq}
 
 
 def main(argv: list[str] | None = None) -> int:

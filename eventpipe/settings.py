@@ -49,6 +49,16 @@ class Settings:
     # A processor that stops heartbeating loses its partitions after this many seconds.
     processor_session_timeout: float = 10.0
 
+    # Validation and enrichment (processors)
+    # Client IPs stored as sent ("keep"), truncated to /24 (IPv4) or /48 (IPv6) ("truncate"), or not at all ("drop").
+    ip_mode: str = "truncate"
+    # Events older than this (after clock-skew correction) go to the dead-letter topic.
+    max_event_age_days: float = 60.0
+    # Events dated further than this in the future are kept but flagged.
+    max_future_seconds: float = 86_400.0
+    # Property schemas (schemas/events/*.json) per project: "project=mode,*=mode", mode off|warn|enforce.
+    schema_modes: str = "*=warn"
+
     # Store: the embedded chDB directory, unless clickhouse_url names a server.
     store_path: Path | None = None
     clickhouse_url: str = ""

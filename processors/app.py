@@ -18,12 +18,15 @@ import logging
 import time
 
 import faust
+import pyarrow as pa
 import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from eventpipe.settings import Settings
 from eventpipe.store import Store
 from processors.kafka_ranges import KafkaRangeReader
+from processors.dead_letters import dead_letter
+from processors.rows import Rules
 from processors.writer import EventWriter, Record
 
 log = logging.getLogger("eventpipe.processor")
@@ -46,10 +49,14 @@ app = faust.App(
     broker_heartbeat_interval=settings.processor_session_timeout / 4,
 )
 raw_topic = app.topic(settings.topic_raw, value_type=bytes, value_serializer="raw")
+dlq_topic = app.topic(settings.topic_dlq, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw")
 
 EVENTS_WRITTEN = Counter("eventpipe_processor_events_written_total", "Rows written to ClickHouse events")
 EVENTS_REPLAYED = Counter("eventpipe_processor_events_replayed_total",
                           "Rows re-inserted from the ledger after an assignment (dropped again by token)")
+EVENTS_REJECTED = Counter("eventpipe_processor_events_rejected_total", "Events sent to the dead-letter topic",
+                          ["reason"])
 STORE_ERRORS = Counter("eventpipe_processor_store_errors_total", "Failed micro-batch writes (retried)")
 BATCH_ROWS = Histogram("eventpipe_processor_batch_rows", "Rows per micro-batch",
                        buckets=(10, 100, 1e3, 5e3, 1e4, 5e4, 1e5, 5e5))
@@ -70,7 +77,7 @@ def store() -> Store:
 
 @functools.cache
 def writer() -> EventWriter:
-    return EventWriter(store(), settings.topic_raw)
+    return EventWriter(store(), settings.topic_raw, Rules.from_settings(settings))
 
 
 @functools.cache
@@ -78,14 +85,14 @@ def replay_reader() -> KafkaRangeReader:
     return KafkaRangeReader(settings.kafka_bootstrap, settings.topic_raw)
 
 
-def write_batch(records: list[Record]) -> int:
+def write_batch(records: list[Record]) -> list[pa.Table]:
     """Decode and insert one micro-batch (blocking: runs in a thread so the event loop keeps going)."""
     started = time.perf_counter()
-    rows = writer().write(records)
+    rows, rejected = writer().write(records)
     INSERT_SECONDS.observe(time.perf_counter() - started)
     BATCH_ROWS.observe(rows)
     EVENTS_WRITTEN.inc(rows)
-    return rows
+    return rejected
 
 
 @app.task
@@ -98,6 +105,17 @@ async def on_assigned(sender, assigned, **kwargs) -> None:
     writer().reset()
 
 
+async def send_dead_letters(rejected: list[pa.Table]) -> None:
+    """Each rejected event (or undecodable record) as a JSON record of events.dlq; waits for the acks."""
+    pending = []
+    for table in rejected:
+        for row in table.to_pylist():
+            EVENTS_REJECTED.labels(row["reason"]).inc()
+            pending.append(await dlq_topic.send(key=row["project"].encode(), value=dead_letter(row)))
+    if pending:
+        await asyncio.gather(*pending)
+
+
 async def _write_with_retry(records: list[Record]) -> None:
     """Recover partitions seen for the first time, then write; on failure retry with backoff, never skip."""
     delay = 0.5
@@ -105,9 +123,11 @@ async def _write_with_retry(records: list[Record]) -> None:
         try:
             for partition in sorted({r[0] for r in records} - writer().recovered.keys()):
                 first_seen = min(r[1] for r in records if r[0] == partition)
-                EVENTS_REPLAYED.inc(await writer().recover(partition, first_seen, replay_reader().read,
-                                                           asyncio.to_thread))
-            await asyncio.to_thread(write_batch, records)
+                rows, rejected = await writer().recover(partition, first_seen, replay_reader().read,
+                                                        asyncio.to_thread)
+                EVENTS_REPLAYED.inc(rows)
+                await send_dead_letters(rejected)
+            await send_dead_letters(await asyncio.to_thread(write_batch, records))
             return
         except Exception as exc:  # noqa: BLE001 - the store or Kafka failed: wait, then the same batch again
             STORE_ERRORS.inc()

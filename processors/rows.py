@@ -6,19 +6,29 @@ the insert shape measured fastest (DESIGN.md §5). Timestamps are corrected for
 client clock skew as Segment does: ``timestamp + (receivedAt - sentAt)``; the
 common ``context`` fields become typed columns.
 
-The output is a pure function of the records: a replay of the same Kafka
-offsets yields the same rows in the same order, which the exactly-once
-mechanism relies on (generated message ids are positional for that reason).
+What only a processor can judge is judged here, per event: field types,
+timestamps too old (rejected) or in the future (flagged), property schemas from
+the registry (per-project off/warn/enforce). Rejected events, and records that
+cannot be decoded at all, come out as rows of ``events_rejected`` with a reason,
+never silently dropped, and never stalling their partition.
+
+The output is a pure function of the records and the rules: a replay of the
+same Kafka offsets yields the same rows in the same order, which the
+exactly-once mechanism relies on (generated message ids are positional, and
+"too old" is judged against the receive time, not the clock).
 """
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas import registry
 from schemas.bundle import decode_bundle
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
@@ -39,9 +49,58 @@ EVENTS_SCHEMA = pa.schema(
     + [pa.field(n, UTC_MS, nullable=False) for n in _TIME_COLUMNS]
     + [pa.field("revenue", REVENUE, nullable=False)]
     + [pa.field(n, pa.string(), nullable=False) for n in _JSON_COLUMNS]
-    + [pa.field("kafka_partition", pa.uint16(), nullable=False),
+    + [pa.field("flags", pa.list_(pa.field("item", pa.string(), nullable=False)), nullable=False),
+       pa.field("kafka_partition", pa.uint16(), nullable=False),
        pa.field("kafka_offset", pa.uint64(), nullable=False)]
 )
+
+REJECTED_SCHEMA = pa.schema([
+    pa.field("project", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("message", pa.string(), nullable=False),
+    pa.field("event", pa.string(), nullable=False),
+    pa.field("message_id", pa.string(), nullable=False),
+    pa.field("received_at", UTC_MS, nullable=False),
+    pa.field("kafka_topic", pa.string(), nullable=False),
+    pa.field("kafka_partition", pa.uint16(), nullable=False),
+    pa.field("kafka_offset", pa.uint64(), nullable=False),
+    pa.field("request_index", pa.uint32(), nullable=False),
+    pa.field("event_index", pa.uint32(), nullable=False),
+    pa.field("payload", pa.string(), nullable=False),
+])
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How events are judged and enriched; built once from Settings."""
+
+    topic: str = "events.raw"
+    ip_mode: str = "truncate"
+    max_age_ms: int = 60 * 86_400_000
+    max_future_ms: int = 86_400_000
+    schema_modes: dict = field(default_factory=lambda: {"*": "warn"})
+
+    @classmethod
+    def from_settings(cls, settings) -> "Rules":
+        if settings.ip_mode not in ("keep", "truncate", "drop"):
+            raise ValueError(f"EVENTPIPE_IP_MODE must be keep, truncate or drop, not {settings.ip_mode!r}")
+        return cls(settings.topic_raw, settings.ip_mode, int(settings.max_event_age_days * 86_400_000),
+                   int(settings.max_future_seconds * 1000), registry.parse_modes(settings.schema_modes))
+
+    def schema_mode(self, project: str) -> str:
+        return self.schema_modes.get(project, self.schema_modes.get("*", "warn"))
+
+
+@dataclass
+class Exploded:
+    events: pa.Table
+    rejected: pa.Table
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
 
 # The event name stored for calls that have none.
 _NAMES = {"identify": "$identify", "page": "$page", "screen": "$screen", "group": "$group", "alias": "$alias"}
@@ -79,6 +138,38 @@ def _str(value) -> str:
     return "" if value is None else str(value)
 
 
+def _object_field(ev: dict, name: str) -> dict:
+    value = ev.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Rejected("invalid_field", f"{name} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _id_field(ev: dict, name: str) -> str:
+    value = ev.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
+    raise _Rejected("invalid_field", f"{name} must be a string, not {type(value).__name__}")
+
+
+def anonymize_ip(ip: str, mode: str) -> str:
+    """keep / truncate (IPv4 /24, IPv6 /48) / drop; unparsable addresses are dropped unless kept."""
+    if mode == "keep":
+        return ip
+    if mode == "drop" or not ip:
+        return ""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
+
+
 def _revenue(properties: dict) -> float:
     value = properties.get("revenue", properties.get("value"))
     if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < MAX_REVENUE:
@@ -86,38 +177,102 @@ def _revenue(properties: dict) -> float:
     return 0.0
 
 
-def bundles_to_table(records: list[tuple[int, int, bytes]]) -> pa.Table:
-    """Rows for every event in ``records`` = [(partition, offset, bundle bytes)], in record order."""
+def bundles_to_table(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> pa.Table:
+    """The stored rows only (see ``explode``)."""
+    return explode(records, rules).events
+
+
+def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Exploded:
+    """Rows for every event in ``records`` = [(partition, offset, bundle bytes)], in record order,
+    and a row of ``events_rejected`` for every event or record that cannot be stored."""
     cols: dict[str, list] = {name: [] for name in EVENTS_SCHEMA.names}
     add = {name: col.append for name, col in cols.items()}
+    rejected: dict[str, list] = {name: [] for name in REJECTED_SCHEMA.names}
+
+    def reject(reason, message, project, received, partition, offset, r_index, e_index, event, mid, payload):
+        for name, value in (("project", project), ("reason", reason), ("message", message), ("event", event),
+                            ("message_id", mid), ("received_at", received), ("kafka_topic", rules.topic),
+                            ("kafka_partition", partition), ("kafka_offset", offset), ("request_index", r_index),
+                            ("event_index", e_index), ("payload", payload)):
+            rejected[name].append(value)
 
     for partition, offset, value in records:
-        for r_index, request in enumerate(decode_bundle(value)):
-            doc = orjson.loads(request.body)
+        try:
+            requests = decode_bundle(value)
+        except Exception as exc:  # noqa: BLE001 - a poison pill: kept with its reason, never retried
+            reject("undecodable_record", str(exc)[:500], "", 0, partition, offset, 0, 0, "", "",
+                   value.decode("utf-8", "backslashreplace")[:1_000_000])
+            continue
+        for r_index, request in enumerate(requests):
             received = request.received_at_ms
+            try:
+                doc = orjson.loads(request.body)
+                batch = doc["batch"]
+                if not isinstance(batch, list):
+                    raise TypeError("batch is not an array")
+            except Exception as exc:  # noqa: BLE001 - the collector checked this; a body that still fails is kept
+                reject("undecodable_request", str(exc)[:500], request.project, received, partition, offset,
+                       r_index, 0, "", "", request.body.decode("utf-8", "backslashreplace"))
+                continue
             batch_sent = parse_ms(doc.get("sentAt"))
-            for e_index, ev in enumerate(doc["batch"]):
-                sent = parse_ms(ev.get("sentAt")) or batch_sent
-                client = parse_ms(ev.get("timestamp"))
-                if client is None:
-                    corrected = received
-                elif sent is None:
-                    corrected = client
-                else:
-                    corrected = client + (received - sent)
-                kind = ev.get("type", "track")
-                context = _obj(ev.get("context"))
-                properties = _obj(ev.get("properties"))
+            schema_mode = rules.schema_mode(request.project)
+            for e_index, ev in enumerate(batch):
+                try:
+                    if not isinstance(ev, dict):
+                        raise _Rejected("invalid_event", "an event must be an object")
+                    flags = []
+                    kind = ev.get("type", "track")
+                    name = _str(ev.get("event")) if kind == "track" else _NAMES.get(kind, str(kind))
+                    message_id = _id_field(ev, "messageId")
+                    if not message_id:
+                        message_id = f"gen-{partition}-{offset}-{r_index}-{e_index}"
+                        flags.append("message_id_generated")
+                    anonymous_id, user_id = _id_field(ev, "anonymousId"), _id_field(ev, "userId")
+                    context = _object_field(ev, "context")
+                    properties = _object_field(ev, "properties")
+                    traits = _object_field(ev, "traits")
+
+                    sent = parse_ms(ev.get("sentAt")) or batch_sent
+                    raw_ts = ev.get("timestamp")
+                    client = parse_ms(raw_ts)
+                    if client is None:
+                        corrected = received
+                        if raw_ts is not None:
+                            flags.append("timestamp_invalid")
+                    elif sent is None:
+                        corrected = client
+                    else:
+                        corrected = client + (received - sent)
+                    if corrected < received - rules.max_age_ms:
+                        raise _Rejected("too_old", f"dated {(received - corrected) // 86_400_000} days "
+                                                   "before it was received")
+                    if corrected > received + rules.max_future_ms:
+                        flags.append("timestamp_in_future")
+
+                    if schema_mode != "off" and kind == "track":
+                        problem = registry.violation(name, properties)
+                        if problem:
+                            if schema_mode == "enforce":
+                                raise _Rejected("schema_violation", problem)
+                            flags.append("schema_violation")
+                except _Rejected as rej:
+                    is_obj = isinstance(ev, dict)
+                    reject(rej.reason, rej.message, request.project, received, partition, offset, r_index, e_index,
+                           _str(ev.get("event")) if is_obj else "", _str(ev.get("messageId")) if is_obj else "",
+                           orjson.dumps(ev, default=str).decode())
+                    continue
+
                 app, os_, device = _obj(context.get("app")), _obj(context.get("os")), _obj(context.get("device"))
                 library, page = _obj(context.get("library")), _obj(context.get("page"))
                 os_name = _str(os_.get("name"))
+                client_ip = context.get("ip") if isinstance(context.get("ip"), str) else request.ip
 
                 add["project"](request.project)
                 add["type"](kind)
-                add["event"](_str(ev.get("event")) if kind == "track" else _NAMES.get(kind, kind))
-                add["message_id"](_str(ev.get("messageId")) or f"gen-{partition}-{offset}-{r_index}-{e_index}")
-                add["anonymous_id"](_str(ev.get("anonymousId")))
-                add["user_id"](_str(ev.get("userId")))
+                add["event"](name)
+                add["message_id"](message_id)
+                add["anonymous_id"](anonymous_id)
+                add["user_id"](user_id)
                 add["platform"](platform_of(kind, context, os_name))
                 add["app_name"](_str(app.get("name")))
                 add["app_version"](_str(app.get("version")))
@@ -140,13 +295,15 @@ def bundles_to_table(records: list[tuple[int, int, bytes]]) -> pa.Table:
                 add["received_at"](received)
                 add["revenue"](_revenue(properties))
                 add["properties"](orjson.dumps(properties).decode())
-                add["traits"](orjson.dumps(_obj(ev.get("traits"))).decode())
+                add["traits"](orjson.dumps(traits).decode())
                 add["context"](orjson.dumps(context).decode())
-                add["ip"](request.ip)
+                add["ip"](anonymize_ip(client_ip, rules.ip_mode))
                 add["user_agent"](request.user_agent)
+                add["flags"](flags)
                 add["kafka_partition"](partition)
                 add["kafka_offset"](offset)
 
     revenue = cols.pop("revenue")
     cols["revenue"] = pc.round(pa.array(revenue, pa.float64()), 4).cast(REVENUE)  # rounds; no float dust
-    return pa.Table.from_pydict(cols, schema=EVENTS_SCHEMA)
+    return Exploded(pa.Table.from_pydict(cols, schema=EVENTS_SCHEMA),
+                    pa.Table.from_pydict(rejected, schema=REJECTED_SCHEMA))

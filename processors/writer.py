@@ -26,7 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from eventpipe.store import Store
-from processors.rows import bundles_to_table
+import pyarrow as pa
+
+from processors.rows import Rules, explode
 
 log = logging.getLogger("eventpipe.processor")
 
@@ -46,9 +48,10 @@ def contiguous_ranges(records: list[Record]) -> list[list[Record]]:
 
 
 class EventWriter:
-    def __init__(self, store: Store, topic: str):
+    def __init__(self, store: Store, topic: str, rules: Rules | None = None):
         self.store = store
         self.topic = topic
+        self.rules = rules or Rules(topic=topic)
         # partition -> the last offset already written by recovery; absent: not yet recovered
         self.recovered: dict[int, int] = {}
 
@@ -67,45 +70,60 @@ class EventWriter:
             "GROUP BY first_offset, last_offset ORDER BY first_offset")
         return [(int(a), int(b)) for a, b in result.rows]
 
-    def _record(self, ranges: list[list[Record]], rows: list[int]) -> None:
+    def _record(self, ranges: list[list[Record]]) -> None:
         self.store.insert_rows(
             "ingest_batches",
-            [[self.topic, r[0][0], r[0][1], r[-1][1], n] for r, n in zip(ranges, rows)],
-            ["topic", "partition", "first_offset", "last_offset", "rows"])
+            [[self.topic, r[0][0], r[0][1], r[-1][1], len(r)] for r in ranges],
+            ["topic", "partition", "first_offset", "last_offset", "records"])
 
     # --- writing ------------------------------------------------------------
-    def _insert(self, records: list[Record]) -> int:
-        partition, first, last = records[0][0], records[0][1], records[-1][1]
-        table = bundles_to_table(records)
-        self.store.insert_arrow("events", table, token=self.token(partition, first, last))
-        return table.num_rows
+    def _insert(self, records: list[Record]) -> tuple[int, pa.Table]:
+        """One contiguous range as one insert per table, each with the range's token."""
+        token = self.token(records[0][0], records[0][1], records[-1][1])
+        exploded = explode(records, self.rules)
+        self.store.insert_arrow("events", exploded.events, token=token)
+        if exploded.rejected.num_rows:
+            self.store.insert_arrow("events_rejected", exploded.rejected, token=token)
+        return exploded.events.num_rows, exploded.rejected
 
-    def write(self, records: list[Record]) -> int:
-        """Insert a micro-batch (any partitions, already recovered); return the rows written. Blocking."""
+    def write(self, records: list[Record]) -> tuple[int, list[pa.Table]]:
+        """Insert a micro-batch (any partitions, already recovered). Blocking.
+
+        Returns the rows stored and the rejected rows (for the dead-letter topic)."""
         ranges = []
         for partition, group in itertools.groupby(sorted(records, key=lambda r: (r[0], r[1])), key=lambda r: r[0]):
             skip = self.recovered.get(partition, -1)
             ranges += contiguous_ranges([r for r in group if r[1] > skip])
         if not ranges:
-            return 0
-        tables = [bundles_to_table(r) for r in ranges]
-        self._record(ranges, [t.num_rows for t in tables])
-        for r, table in zip(ranges, tables):
-            self.store.insert_arrow("events", table, token=self.token(r[0][0], r[0][1], r[-1][1]))
-        return sum(t.num_rows for t in tables)
+            return 0, []
+        self._record(ranges)
+        stored, rejected = 0, []
+        for r in ranges:
+            rows, rejects = self._insert(r)
+            stored += rows
+            if rejects.num_rows:
+                rejected.append(rejects)
+        return stored, rejected
 
-    async def recover(self, partition: int, first_seen: int, fetch: Fetch, run_blocking) -> int:
-        """Replay the ledger's ranges of ``partition`` at or after ``first_seen``; return rows re-inserted."""
+    async def recover(self, partition: int, first_seen: int, fetch: Fetch, run_blocking) -> tuple[int, list]:
+        """Replay the ledger's ranges of ``partition`` at or after ``first_seen``.
+
+        Returns the rows re-inserted and the rejected rows, which go to the dead-letter topic again:
+        the first attempt may have died before sending them. The DLQ is at-least-once; each of its
+        records names its source (topic, partition, offset, indexes) so readers can drop repeats."""
         ranges = await run_blocking(self.recorded_ranges, partition, first_seen)
-        replayed = 0
+        replayed, rejected = 0, []
         if ranges:
             records = await fetch(partition, ranges[0][0], ranges[-1][1])
             by_offset = {r[1]: r for r in records}
             for first, last in ranges:
                 chunk = [by_offset[o] for o in range(first, last + 1) if o in by_offset]
                 if chunk:
-                    replayed += await run_blocking(self._insert, chunk)
+                    rows, rejects = await run_blocking(self._insert, chunk)
+                    replayed += rows
+                    if rejects.num_rows:
+                        rejected.append(rejects)
             log.info("partition %d: replayed %d ledger range(s) %d..%d (%d rows, duplicates dropped by token)",
                      partition, len(ranges), ranges[0][0], ranges[-1][1], replayed)
         self.recovered[partition] = ranges[-1][1] if ranges else first_seen - 1
-        return replayed
+        return replayed, rejected

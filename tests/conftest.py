@@ -47,6 +47,7 @@ def make_settings(tmp_path, **overrides) -> Settings:
         processor_web_port=free_port(),
         write_keys=",".join(f"{k}={p}" for k, p in WRITE_KEYS.items()),
         processor_batch_seconds=0.2,
+        schema_modes="beta=enforce,*=warn",
     )
     values.update(overrides)
     return Settings.from_env({}, **values)

@@ -1,0 +1,85 @@
+"""The dead-letter record format of events.dlq, and replaying dead letters.
+
+A dead letter is JSON: why it was rejected (a machine-readable ``reason`` and a
+``message``), where it came from in events.raw (topic, partition, offset and
+its request/event index: the DLQ is at-least-once, so readers drop repeats by
+this source), and the original payload (the event as sent, or the undecodable
+record). ``eventpipe dlq replay`` feeds chosen dead letters back into
+events.raw once the cause is fixed (a schema relaxed, a clock corrected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.bundle import AcceptedRequest, encode_bundle
+
+REPLAYABLE = {"schema_violation", "too_old", "invalid_field"}
+
+
+def dead_letter(row: dict) -> bytes:
+    """One events_rejected row (a dict) as a dead-letter record value."""
+    received = row["received_at"]
+    if isinstance(received, datetime):
+        received = received.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return orjson.dumps({
+        "reason": row["reason"], "message": row["message"], "project": row["project"], "event": row["event"],
+        "message_id": row["message_id"], "received_at": received,
+        "source": {"topic": row["kafka_topic"], "partition": row["kafka_partition"], "offset": row["kafka_offset"],
+                   "request_index": row["request_index"], "event_index": row["event_index"]},
+        "payload": row["payload"],
+    })
+
+
+def _received_ms(value) -> int:
+    try:
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return int(time.time() * 1000)
+
+
+async def replay(bootstrap: str, dlq: str, raw: str, reasons: set[str] | None = None,
+                 out=None) -> tuple[int, int]:
+    """Re-feed dead letters whose reason is in ``reasons`` into ``raw``; return (replayed, skipped).
+
+    Reads the whole DLQ once (no consumer group: replays are deliberate, not continuous)."""
+    wanted = reasons or REPLAYABLE
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await consumer.start()
+    await producer.start()
+    replayed = skipped = 0
+    seen: set[tuple] = set()
+    try:
+        partitions = [TopicPartition(dlq, p) for p in sorted(await producer.partitions_for(dlq))]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        pending = []
+        for tp in partitions:
+            while (await consumer.position(tp)) < ends[tp]:
+                for message in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    letter = orjson.loads(message.value)
+                    source = tuple(letter["source"].values())
+                    if letter["reason"] not in wanted or source in seen:
+                        skipped += 1
+                        continue
+                    seen.add(source)
+                    event = orjson.loads(letter["payload"])
+                    body = orjson.dumps({"batch": [event]})
+                    request = AcceptedRequest(letter["project"], _received_ms(letter["received_at"]), "", "", body)
+                    pending.append(await producer.send(raw, encode_bundle([request]),
+                                                       key=str(event.get("anonymousId") or event.get("userId")).encode()))
+                    replayed += 1
+                    if out is not None and replayed % 1000 == 0:
+                        print(f"\r  replayed {replayed}", end="", file=out, flush=True)
+        await asyncio.gather(*pending)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return replayed, skipped
