@@ -136,12 +136,31 @@ async def _write_with_retry(records: list[Record]) -> None:
             delay = min(delay * 2, 30.0)
 
 
+async def _commit_written(events) -> None:
+    """Commit what was just written, now rather than at faust's next interval.
+
+    faust forgets acked-but-uncommitted offsets when partitions are revoked, so the new
+    owner would replay them. With a shared ClickHouse the ledger makes that harmless;
+    with per-process embedded stores it would duplicate rows across stores. Committing
+    right after each write shrinks that window to this one call. (``_commit_offsets`` is
+    faust-streaming's own commit path: it skips partitions no longer assigned.)"""
+    written: dict = {}
+    for e in events:
+        tp = e.message.tp
+        written[tp] = max(written.get(tp, -1), e.message.offset + 1)
+    try:
+        await app.consumer._commit_offsets(written)
+    except Exception as exc:  # noqa: BLE001 - faust commits again at its interval; the ledger covers replays
+        log.info("early commit failed (%r); faust's periodic commit follows", exc)
+
+
 @app.agent(raw_topic)
 async def write_events(stream):
     # take_events acks a batch only after this loop body: offsets follow the inserts, never lead them.
     async for events in stream.take_events(settings.processor_batch_records, within=settings.processor_batch_seconds):
         records = [(e.message.partition, e.message.offset, e.value) for e in events]
         await _write_with_retry(records)
+        await _commit_written(events)
         # the record timestamp is when the collector closed the bundle (<= one bundle window after receipt)
         FRESHNESS.observe(time.time() - min(e.message.timestamp for e in events) / 1000)
 

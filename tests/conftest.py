@@ -48,6 +48,7 @@ def make_settings(tmp_path, **overrides) -> Settings:
         write_keys=",".join(f"{k}={p}" for k, p in WRITE_KEYS.items()),
         processor_batch_seconds=0.2,
         schema_modes="beta=enforce,*=warn",
+        store_failpoint=tmp_path / "store-failpoint",  # tests create this file to make store writes fail
     )
     values.update(overrides)
     return Settings.from_env({}, **values)
