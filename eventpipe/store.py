@@ -115,7 +115,7 @@ class Store:
             self._check_failpoint()
             self.client.insert(table, rows, column_names=columns)
 
-    def query(self, sql: str, readonly: bool = False) -> QueryResult:
+    def query(self, sql: str, readonly: bool = False, parameters: dict | None = None) -> QueryResult:
         """Run one statement; ``readonly`` is for analysts' SQL: ClickHouse itself refuses writes."""
         with self._lock:
             client = self.client
@@ -126,7 +126,7 @@ class Store:
                 if self._reader is None:
                     self._reader = connect(self.settings, readonly=True)
                 client = self._reader
-            result = client.query(sql)
+            result = client.query(sql, parameters=parameters)
             return QueryResult(list(result.column_names), list(result.result_rows))
 
     def close(self) -> None:

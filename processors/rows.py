@@ -79,13 +79,15 @@ class Rules:
     max_age_ms: int = 60 * 86_400_000
     max_future_ms: int = 86_400_000
     schema_modes: dict = field(default_factory=lambda: {"*": "warn"})
+    dedup_window_ms: int = 3_600_000
 
     @classmethod
     def from_settings(cls, settings) -> "Rules":
         if settings.ip_mode not in ("keep", "truncate", "drop"):
             raise ValueError(f"EVENTPIPE_IP_MODE must be keep, truncate or drop, not {settings.ip_mode!r}")
         return cls(settings.topic_raw, settings.ip_mode, int(settings.max_event_age_days * 86_400_000),
-                   int(settings.max_future_seconds * 1000), registry.parse_modes(settings.schema_modes))
+                   int(settings.max_future_seconds * 1000), registry.parse_modes(settings.schema_modes),
+                   int(settings.dedup_window_seconds * 1000))
 
     def schema_mode(self, project: str) -> str:
         return self.schema_modes.get(project, self.schema_modes.get("*", "warn"))

@@ -17,6 +17,9 @@ those replays harmless (docs/exactly-once.md):
    skips them in the stream. Every range thus always goes into ClickHouse with
    the same boundaries, the same rows (``processors.rows`` is deterministic) and
    the same token.
+6. Client retries after a lost 200 are new records with the same messageId; an
+   event whose (project, messageId) is already stored from an earlier offset of
+   the partition (within ``dedup_window``) is dropped before the insert.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ from collections.abc import Awaitable, Callable
 
 from eventpipe.store import Store
 import pyarrow as pa
+import pyarrow.compute as pc
+from prometheus_client import Counter
 
 from processors.rows import Rules, explode
 
 log = logging.getLogger("eventpipe.processor")
+
+DUPLICATES = Counter("eventpipe_processor_duplicates_dropped_total",
+                     "Events dropped because their (project, messageId) was already stored (client retries)")
 
 Record = tuple[int, int, bytes]  # (partition, offset, bundle bytes)
 Fetch = Callable[[int, int, int], Awaitable[list[Record]]]
@@ -77,14 +85,42 @@ class EventWriter:
             ["topic", "partition", "first_offset", "last_offset", "records"])
 
     # --- writing ------------------------------------------------------------
+    def _drop_seen(self, events: pa.Table, partition: int, first: int) -> pa.Table:
+        """Drop events whose (project, messageId) came earlier: in this range, or stored from earlier offsets
+        of the same partition within the dedup window.
+
+        A client that retries after a lost 200 sends the same body again: same key, same partition, a
+        later offset. Looking only at *earlier* offsets keeps the result a pure function of the range and
+        what precedes it, so a replay of the range produces the same rows and the same token holds."""
+        projects = events.column("project").to_pylist()
+        message_ids = events.column("message_id").to_pylist()
+        received = events.column("received_at").cast(pa.int64())
+        since = pc.min(received).as_py() - self.rules.dedup_window_ms
+        stored = self.store.query(
+            "SELECT DISTINCT project, message_id FROM events WHERE kafka_partition = {p:UInt16} "
+            "AND kafka_offset < {first:UInt64} AND received_at >= fromUnixTimestamp64Milli({since:Int64}) "
+            "AND message_id IN {ids:Array(String)}",
+            parameters={"p": partition, "first": first, "since": since, "ids": sorted(set(message_ids))}).rows
+        seen = set(map(tuple, stored))
+        keep = []
+        for key in zip(projects, message_ids):
+            keep.append(key not in seen)
+            seen.add(key)
+        if all(keep):
+            return events
+        DUPLICATES.inc(keep.count(False))
+        return events.filter(pa.array(keep))
+
     def _insert(self, records: list[Record]) -> tuple[int, pa.Table]:
         """One contiguous range as one insert per table, each with the range's token."""
-        token = self.token(records[0][0], records[0][1], records[-1][1])
+        partition, first = records[0][0], records[0][1]
+        token = self.token(partition, first, records[-1][1])
         exploded = explode(records, self.rules)
-        self.store.insert_arrow("events", exploded.events, token=token)
+        events = self._drop_seen(exploded.events, partition, first) if exploded.events.num_rows else exploded.events
+        self.store.insert_arrow("events", events, token=token)
         if exploded.rejected.num_rows:
             self.store.insert_arrow("events_rejected", exploded.rejected, token=token)
-        return exploded.events.num_rows, exploded.rejected
+        return events.num_rows, exploded.rejected
 
     def write(self, records: list[Record]) -> tuple[int, list[pa.Table]]:
         """Insert a micro-batch (any partitions, already recovered). Blocking.
