@@ -136,6 +136,11 @@ async def _write_with_retry(records: list[Record]) -> None:
             delay = min(delay * 2, 30.0)
 
 
+async def _write_and_commit(records: list[Record], events) -> None:
+    await _write_with_retry(records)
+    await _commit_written(events)
+
+
 async def _commit_written(events) -> None:
     """Commit what was just written, now rather than at faust's next interval.
 
@@ -159,8 +164,12 @@ async def write_events(stream):
     # take_events acks a batch only after this loop body: offsets follow the inserts, never lead them.
     async for events in stream.take_events(settings.processor_batch_records, within=settings.processor_batch_seconds):
         records = [(e.message.partition, e.message.offset, e.value) for e in events]
-        await _write_with_retry(records)
-        await _commit_written(events)
+        work = asyncio.ensure_future(_write_and_commit(records, events))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:  # SIGTERM: finish the in-flight batch, write and commit, then stop
+            await work
+            raise
         # the record timestamp is when the collector closed the bundle (<= one bundle window after receipt)
         FRESHNESS.observe(time.time() - min(e.message.timestamp for e in events) / 1000)
 
