@@ -6,36 +6,10 @@ import asyncio
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from eventpipe.broker import BrokerError, KafkaBroker, _alive, _port_open, resolve_jars
 from tests.conftest import make_settings
-
-
-async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value, partition=0)
-    finally:
-        await producer.stop()
-
-
-async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        values = []
-        while (await consumer.position(tp)) < end:
-            batch = await consumer.getmany(tp, timeout_ms=2000)
-            values += [m.value for m in batch.get(tp, [])]
-        return values
-    finally:
-        await consumer.stop()
+from tests.kafka import produce, read_to_end
 
 
 def test_start_restart_from_cache_and_stop(tmp_path):
@@ -46,7 +20,7 @@ def test_start_restart_from_cache_and_stop(tmp_path):
     cold = time.monotonic() - started
     try:
         assert _port_open(broker.port)
-        asyncio.run(_produce(broker.bootstrap, settings.topic_raw, b"survives a restart"))
+        asyncio.run(produce(broker.bootstrap, settings.topic_raw, b"survives a restart"))
     finally:
         assert broker.stop() is not None
     assert not _port_open(broker.port), "the broker still listens after stop()"
@@ -57,7 +31,7 @@ def test_start_restart_from_cache_and_stop(tmp_path):
     broker.start()
     warm = time.monotonic() - started
     try:
-        assert asyncio.run(_read_all(broker.bootstrap, settings.topic_raw)) == [b"survives a restart"]
+        assert asyncio.run(read_to_end(broker.bootstrap, settings.topic_raw, [0])) == [b"survives a restart"]
     finally:
         broker.stop()
     print(f"broker start: first {cold:.1f}s, restart {warm:.1f}s")

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processors.dead_letters import replay
 from processors.rows import Rules, anonymize_ip, explode
@@ -14,6 +13,7 @@ from schemas.bundle import AcceptedRequest, encode_bundle
 from schemas.topics import topic_specs
 from tests.conftest import query, wait_for
 from tests.http import post
+from tests.kafka import produce, read_to_end
 
 RECEIVED = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -78,35 +78,9 @@ def test_a_poison_pill_is_kept_not_retried():
     assert (rej["reason"], rej["kafka_offset"]) == ("undecodable_record", 7)
 
 
-async def _produce(bootstrap: str, topic: str, partition: int, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value, partition=partition)
-    finally:
-        await producer.stop()
-
-
-async def _dead_letters(bootstrap: str, topic: str) -> list[dict]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(topic_specs()[1].partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out = []
-        for tp in tps:
-            while (await consumer.position(tp)) < ends[tp]:
-                out += [orjson.loads(m.value) for m in (await consumer.getmany(tp, timeout_ms=2000)).get(tp, [])]
-        return out
-    finally:
-        await consumer.stop()
-
-
 def test_rejects_reach_the_dlq_and_clickhouse_and_a_poison_pill_does_not_stall(stack):
     bootstrap, s = stack.broker.bootstrap, stack.settings
-    asyncio.run(_produce(bootstrap, s.topic_raw, 3, b"garbage that is no bundle"))
+    asyncio.run(produce(bootstrap, s.topic_raw, b"garbage that is no bundle", partition=3))
     mid = f"rej-{uuid.uuid4().hex}"
     ok_mid = f"ok-{uuid.uuid4().hex}"
     body = orjson.dumps({"batch": [  # project beta enforces schemas
@@ -121,7 +95,8 @@ def test_rejects_reach_the_dlq_and_clickhouse_and_a_poison_pill_does_not_stall(s
     assert sorted((r[0], r[1], r[2]) for r in rows) == [("schema_violation", "beta", "Order Completed"),
                                                          ("undecodable_record", "", "")]
     assert [r[3] for r in rows if r[0] == "undecodable_record"] == [3]
-    letters = asyncio.run(_dead_letters(bootstrap, s.topic_dlq))
+    letters = [orjson.loads(v) for v in asyncio.run(
+        read_to_end(bootstrap, s.topic_dlq, list(range(topic_specs()[1].partitions))))]
     mine = [d for d in letters if d["message_id"] == mid]
     assert mine and mine[0]["reason"] == "schema_violation" and orjson.loads(mine[0]["payload"])["messageId"] == mid
     assert any(d["reason"] == "undecodable_record" and d["source"]["partition"] == 3 for d in letters)
