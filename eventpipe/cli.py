@@ -29,10 +29,10 @@ def cmd_up(settings: Settings, args) -> int:
     except (StackError, KeyboardInterrupt) as exc:
         print(f"eventpipe up: {exc}", file=sys.stderr)
         return 1
-    keys = ", ".join(settings.project_for_key())
+    projects = ", ".join(sorted(set(settings.project_for_key().values())))
     print(f"""
 eventpipe is up.
-  collector  {stack.collector_url}/v1/batch   (write keys: {keys})
+  collector  {stack.collector_url}/v1/batch   (projects: {projects}; keys from EVENTPIPE_WRITE_KEYS)
   query      {stack.query_url}
   metrics    {stack.collector_url}/metrics
 Try:  eventpipe demo        then   eventpipe query "SELECT event, count() FROM events GROUP BY event"
@@ -73,10 +73,9 @@ def cmd_broker(settings: Settings, args) -> int:
 
 
 def cmd_collector(settings: Settings, args) -> int:
-    from granian import Granian
+    from ingest.server import serve
 
-    Granian("ingest.app:app", address=settings.collector_host, port=settings.collector_port, interface="rsgi",
-            workers=settings.collector_workers, loop="uvloop", log_access=False).serve()
+    serve(settings)
     return 0
 
 

@@ -39,6 +39,21 @@ class Settings:
     # A bundle (one Kafka record) closes after this many ms or bytes.
     bundle_window_ms: float = 5.0
     bundle_max_bytes: int = 768 * 1024
+    # More write keys, from a file: JSON {"project": ["key", …]} or lines "key=project" (docs/segment-compatibility.md).
+    write_keys_file: Path | None = None
+    # Segment's limits: an event (and a single-event request) and the events in one batch.
+    max_event_bytes: int = 32 * 1024
+    max_batch_events: int = 2500
+    # Request line + headers of one request; over it the server answers 431.
+    max_header_bytes: int = 32 * 1024
+    # A request whose Kafka ack takes longer is answered 503 + Retry-After (its record may still land).
+    ack_timeout_ms: int = 2000
+    # Bytes accepted but not yet acked by Kafka, per collector process; past it: 503.
+    max_inflight_bytes: int = 48 * 1024 * 1024
+    # Per write key and collector process, events per second (token bucket, 1 s burst); 0 = no limit.
+    rate_limit_events_per_s: float = 0.0
+    # Origins browsers may send from: "*" any, "" none (no CORS headers), or "https://a.example,https://b.example".
+    cors_origins: str = "*"
 
     # Processor
     processor_web_host: str = "127.0.0.1"
@@ -91,7 +106,7 @@ class Settings:
         for pair in filter(None, (p.strip() for p in self.write_keys.split(","))):
             key, sep, project = pair.partition("=")
             if not sep or not key or not project:
-                raise ValueError(f"{PREFIX}WRITE_KEYS: expected key=project, got {pair.split('=')[0][:4]}…")
+                raise ValueError(f"{PREFIX}WRITE_KEYS: expected key=project pairs separated by commas")
             keys[key] = project
         return keys
 

@@ -2,12 +2,14 @@
 
 granian's RSGI interface was the fastest server that still has timeouts and
 limits (benchmarks/servers/, DESIGN.md §3), so the ingest path is a plain
-RSGI callable with no framework: route, judge the request (ingest.batch),
-hand it to the bundler, answer once Kafka has acked it.
+RSGI callable with no framework: route, authenticate, judge the body
+(ingest.body, ingest.batch), hand it to the Kafka sink, answer once Kafka has
+acked it. The routes are Segment's HTTP Tracking API (docs/segment-compatibility.md).
 
-Run it with ``eventpipe collector`` (granian, uvloop). granian calls
-``__rsgi_init__`` in each worker before serving and ``__rsgi_del__`` after
-its last request, which is where the producer starts and is flushed.
+Run it with ``eventpipe collector`` (granian, uvloop; ingest.server sets the
+header limits). granian calls ``__rsgi_init__`` in each worker before serving
+and ``__rsgi_del__`` after its last request, which is where the producer
+starts and is flushed.
 """
 
 from __future__ import annotations
@@ -17,29 +19,57 @@ import logging
 import time
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventpipe.settings import Settings
 from ingest import metrics
-from ingest.batch import Rejected, decompress, parse_batch, write_key_from_basic
-from ingest.bundler import Bundler, Overloaded
+from ingest.batch import decode, judge_batch, judge_single, write_key_in
+from ingest.body import decompress, read_body
+from ingest.cors import Cors
+from ingest.errors import RETRY_AFTER_S, Rejected, Unavailable, error_body
+from ingest.keys import KeyRing, redact, write_key_from_basic
+from ingest.sink import KafkaSink
 from schemas.bundle import AcceptedRequest
 
 log = logging.getLogger("eventpipe.collector")
 
 JSON = [("content-type", "application/json")]
 OK_BODY = orjson.dumps({"success": True})
-RETRY_AFTER_S = "1"
+CLOSE = [("connection", "close")]
+
+BATCH = "batch"
+# Segment's endpoints, plus the one-letter paths analytics.js (analytics-next) posts to.
+ROUTES = {
+    "/v1/batch": BATCH, "/v1/b": BATCH,
+    "/v1/track": "track", "/v1/t": "track",
+    "/v1/identify": "identify", "/v1/i": "identify",
+    "/v1/page": "page", "/v1/p": "page",
+    "/v1/screen": "screen", "/v1/s": "screen",
+    "/v1/group": "group", "/v1/g": "group",
+    "/v1/alias": "alias", "/v1/a": "alias",
+}
+
+
+
+def unknown_key() -> Rejected:
+    return Rejected(401, "invalid_write_key", "unknown write key")
+
+
+def missing_key() -> Rejected:
+    return Rejected(401, "missing_write_key",
+                    "no write key: send it as the HTTP Basic username or as writeKey in the body")
+
+
+def client_ip(scope) -> str:
+    return scope.client.rsplit(":", 1)[0]
 
 
 class Collector:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings
-        self.keys: dict[str, str] = {}
-        self.producer: AIOKafkaProducer | None = None
-        self.bundler: Bundler | None = None
-        self._connector: asyncio.Task | None = None
+        self.keys: KeyRing | None = None
+        self.cors = Cors("")
+        self.sink: KafkaSink | None = None
 
     # --- lifecycle -------------------------------------------------------
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -49,115 +79,116 @@ class Collector:
         loop.run_until_complete(self.stop())
 
     async def start(self) -> None:
-        self.settings = self.settings or Settings.from_env()
-        self.keys = self.settings.project_for_key()
-        self._connector = asyncio.get_running_loop().create_task(self._connect())
-
-    async def _connect(self) -> None:
-        """Connect to Kafka, retrying: the collector serves /healthz (and 503s) while the broker is away."""
-        s = self.settings
-        delay = 0.5
-        while True:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=s.kafka_bootstrap,
-                acks="all",  # aiokafka defaults to acks=1: durability needs every in-sync replica
-                enable_idempotence=True,
-                linger_ms=0,  # the bundler already waits; don't wait twice
-                max_request_size=max(1024 * 1024, s.bundle_max_bytes + 64 * 1024),
-                request_timeout_ms=10_000,
-                client_id="eventpipe-collector",
-            )
-            try:
-                await producer.start()
-                partitions = len(await producer.partitions_for(s.topic_raw))
-            except Exception as exc:  # noqa: BLE001 - any failure to connect means: try again
-                log.warning("Kafka at %s not reachable yet (%s); retrying in %.1fs", s.kafka_bootstrap, exc, delay)
-                await producer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self.producer = producer
-            self.bundler = Bundler(producer, s.topic_raw, partitions, s.bundle_window_ms, s.bundle_max_bytes,
-                                   max_inflight_bytes=64 * s.bundle_max_bytes, on_fatal=self._replace_producer)
-            log.info("collector connected to Kafka %s (%s: %d partitions)", s.kafka_bootstrap, s.topic_raw,
-                     partitions)
-            return
-
-    def _replace_producer(self, exc: BaseException) -> None:
-        """A producer beyond repair: answer 503 until a new one (new producer id) is connected."""
-        log.warning("Kafka producer unusable (%r): replacing it", exc)
-        old, self.producer, self.bundler = self.producer, None, None
-        loop = asyncio.get_running_loop()
-        if old is not None:
-            loop.create_task(old.stop())
-        self._connector = loop.create_task(self._connect())
+        s = self.settings = self.settings or Settings.from_env()
+        self.keys = KeyRing.from_settings(s)
+        if not len(self.keys):
+            log.warning("no write keys configured: every event request will be refused (401)")
+        log.info("collector accepts %d write keys for projects %s", len(self.keys), ", ".join(self.keys.projects))
+        self.cors = Cors(s.cors_origins)
+        self.sink = KafkaSink(s)
+        self.sink.start()
 
     async def stop(self) -> None:
-        if self._connector and not self._connector.done():
-            self._connector.cancel()
-        if self.bundler:
-            await self.bundler.flush()
-        if self.producer:
-            await self.producer.stop()
+        if self.sink:
+            await self.sink.stop()
 
     @property
     def ready(self) -> bool:
-        return self.bundler is not None and self.bundler.last_error is None
+        return self.sink is not None and self.sink.ready
 
     # --- requests --------------------------------------------------------
     async def __rsgi__(self, scope, proto) -> None:
-        path = scope.path
-        if scope.method == "POST" and path == "/v1/batch":
-            status, headers, body = await self._batch(scope, proto)
-        elif scope.method == "GET" and path == "/healthz":
+        path, method = scope.path, scope.method
+        kind = ROUTES.get(path)
+        if kind is None and path.endswith("/"):
+            kind = ROUTES.get(path[:-1])
+        if kind is not None and method == "POST":
+            status, headers, body = await self._ingest(scope, proto, kind)
+        elif kind is not None and method == "OPTIONS":  # CORS preflight
+            status, headers, body = 204, self.cors.preflight(scope.headers.get("origin")), b""
+        elif kind is not None:
+            status, headers, body = 405, JSON + [("allow", "POST, OPTIONS")], error_body(
+                "method_not_allowed", f"{path} takes POST")
+        elif method == "GET" and path == "/healthz":
             status, headers, body = 200, JSON, b'{"alive":true}'
-        elif scope.method == "GET" and path == "/readyz":
+        elif method == "GET" and path == "/readyz":
             status, headers, body = (200, JSON, b'{"ready":true}') if self.ready else (503, JSON, b'{"ready":false}')
-        elif scope.method == "GET" and path == "/metrics":
+        elif method == "GET" and path == "/metrics":
             status, headers, body = 200, [("content-type", CONTENT_TYPE_LATEST)], generate_latest()
         else:
-            status, headers, body = 404, JSON, Rejected(404, "not_found", f"no route {scope.method} {path}").body()
+            status, headers, body = 404, JSON, error_body("not_found", f"no route {method} {path[:200]}")
         metrics.REQUESTS.labels(path if status != 404 else "other", str(status)).inc()
-        proto.response_bytes(status, headers, body)
+        if status == 204:
+            proto.response_empty(status, headers)
+        else:
+            proto.response_bytes(status, headers, body)
 
-    async def _batch(self, scope, proto) -> tuple[int, list, bytes]:
+    async def _ingest(self, scope, proto, kind: str) -> tuple[int, list, bytes]:
         started = time.perf_counter()
+        s = self.settings
+        headers = scope.headers
+        cors = self.cors.headers(headers.get("origin"))
         events = 0
+        unread = True  # refused before the body was read: the connection cannot carry another request
         try:
-            headers = scope.headers
-            key = write_key_from_basic(headers.get("authorization"))
-            project = self.keys.get(key) if key else None
-            if project is None:
-                raise Rejected(401, "invalid_write_key", "unknown or missing write key (HTTP Basic username)")
-            limit = self.settings.max_batch_bytes
-            declared = headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > limit:
-                raise Rejected(413, "body_too_large", f"the body exceeds {limit} bytes")
-            raw = await proto()
-            parsed = parse_batch(decompress(raw, headers.get("content-encoding"), limit), limit)
+            granted = None
+            basic = write_key_from_basic(headers.get("authorization"))
+            if basic is not None:
+                granted = self.keys.lookup(basic)
+                if granted is None:
+                    raise unknown_key()
+                if granted.bucket is not None:  # in debt already: refuse before reading the body
+                    self._check_rate(granted, 0)
+            limit = s.max_batch_bytes if kind == BATCH else s.max_event_bytes
+            raw = await read_body(proto, headers.get("content-length"), limit)
+            unread = False
+            body = decompress(raw, headers.get("content-encoding"), limit)
+            doc = decode(body, limit, single=kind != BATCH)
+            if granted is None:  # no HTTP Basic: the key must be in the body
+                key = write_key_in(doc)
+                if key is None:
+                    raise missing_key()
+                granted = self.keys.lookup(key)
+                if granted is None:
+                    raise unknown_key()
+            if kind == BATCH:
+                parsed = judge_batch(doc, body, s.max_event_bytes, s.max_batch_events)
+                if parsed.write_key is not None:  # stored as sent, less the key
+                    body = redact(body, parsed.write_key)
+            else:
+                parsed = judge_single(doc, kind)  # re-encoded without the key
+                body = parsed.body
             events = parsed.events
-            if self.bundler is None:
-                raise Overloaded("not connected to Kafka yet")
-            request = AcceptedRequest(project, int(time.time() * 1000), scope.client.rsplit(":", 1)[0],
-                                      headers.get("user-agent") or "", parsed.body)
-            await self.bundler.submit(parsed.partition_key, request)
+            if granted.bucket is not None:
+                self._check_rate(granted, events)
         except Rejected as rej:
             metrics.REJECTED.labels(rej.code).inc()
             metrics.EVENTS.labels("rejected").inc(events)
-            return rej.status, JSON, rej.body()
-        except Overloaded as exc:
-            return self._unavailable("overloaded", str(exc), events)
+            return rej.status, JSON + rej.headers + cors + (CLOSE if unread else []), rej.body()
+        request = AcceptedRequest(granted.project, int(time.time() * 1000), client_ip(scope),
+                                  headers.get("user-agent") or "", body)
+        try:
+            await self.sink.submit(parsed.partition_key, request)
+        except Unavailable as exc:
+            return self._unavailable(exc.code, str(exc), events, cors)
         except Exception:  # noqa: BLE001 - a Kafka failure (logged per bundle): nothing acked, the client retries
-            return self._unavailable("kafka_unavailable", "the event store is unavailable; retry later", events)
+            return self._unavailable("kafka_unavailable", "the event store is unavailable; retry later", events, cors)
         metrics.EVENTS.labels("accepted").inc(events)
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
-        return 200, JSON, OK_BODY
+        return 200, (JSON + cors) if cors else JSON, OK_BODY
 
     @staticmethod
-    def _unavailable(code: str, message: str, events: int) -> tuple[int, list, bytes]:
+    def _check_rate(granted, events: int) -> None:
+        wait = granted.bucket.take(events)
+        if wait:
+            raise Rejected(429, "rate_limited", f"this write key is over its rate limit; retry in {wait}s",
+                           [("retry-after", str(wait)), ("x-ratelimit-reset", str(wait))])
+
+    @staticmethod
+    def _unavailable(code: str, message: str, events: int, cors: list) -> tuple[int, list, bytes]:
         metrics.REJECTED.labels(code).inc()
         metrics.EVENTS.labels("unavailable").inc(events)
-        return 503, JSON + [("retry-after", RETRY_AFTER_S)], Rejected(503, code, message).body()
+        return 503, JSON + [("retry-after", RETRY_AFTER_S)] + cors, error_body(code, message)
 
 
 app = Collector()

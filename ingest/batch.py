@@ -1,92 +1,151 @@
-"""Judging one HTTP request cheaply and at once: write key, size, encoding, JSON shape.
+"""Judging a request body cheaply and at once: JSON, shape, required fields, sizes.
 
 Everything the collector can reject without a processor happens here, and each
-rejection is a `Rejected` that names the problem, so the client sees a 4xx it
-can act on. Deeper checks (per-event schemas, timestamps) belong to processors.
+rejection is a `Rejected` that names the problem (and the event, by index), so
+the client sees a 4xx it can act on. Deeper checks (timestamps, per-event
+schemas) belong to processors.
+
+A ``/v1/batch`` body is stored as sent: it is parsed once to judge it and not
+re-encoded. A single-event body (``/v1/track`` …) is re-encoded into the same
+batch shape, ``{"batch": [event], "sentAt": …}``, with ``type`` taken from the
+path, so the Kafka record format stays one shape for the processors.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import zlib
 from dataclasses import dataclass
 
 import orjson
 
+from ingest.body import decompress  # noqa: F401 - part of this module's interface
+from ingest.errors import Rejected
+from ingest.keys import write_key_from_basic  # noqa: F401 - part of this module's interface
+
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
-
-
-class Rejected(Exception):
-    """A request the collector refuses, with the HTTP status and a machine-readable code."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def body(self) -> bytes:
-        return orjson.dumps({"success": False, "code": self.code, "message": self.message})
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_EVENTS = 2500
+# orjson (here and in the processors) re-encodes at most 254 nested containers; below this many
+# brackets in a whole body no event can come near, so the per-event re-encoding check is skipped.
+_DEEP_BRACKETS = 250
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedBatch:
-    body: bytes  # the decompressed JSON body, stored as sent
+    body: bytes  # the JSON body to store: as sent for /v1/batch, the batch shape for single events
     events: int
     partition_key: bytes  # first event's anonymousId or userId: a device's events stay in order
+    write_key: str | None = None  # the body's writeKey, when it has one
 
 
-def write_key_from_basic(header: str | None) -> str | None:
-    """The username of an HTTP Basic Authorization header (Segment's write key)."""
-    if not header or not header[:6].lower() == "basic ":
-        return None
+def _loads(body: bytes):
     try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[0] or None
-
-
-def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """The request body, gunzipped if it says so, never inflated past ``limit`` bytes (no gzip bombs)."""
-    if not encoding or encoding == "identity":
-        return body
-    if encoding.lower() != "gzip":
-        raise Rejected(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip")
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        raise Rejected(400, "bad_gzip", "the body is not valid gzip") from None
-    if len(out) > limit:
-        raise Rejected(413, "body_too_large", f"the decompressed body exceeds {limit} bytes")
-    return out
-
-
-def parse_batch(body: bytes, limit: int) -> ParsedBatch:
-    """Check a /v1/batch body's shape; return what the collector needs to route it."""
-    if len(body) > limit:
-        raise Rejected(413, "body_too_large", f"the body exceeds {limit} bytes")
-    try:
-        doc = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Rejected(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
+
+
+def _is_id(value) -> bool:
+    kind = type(value)
+    return (kind is str and value != "") or kind is int or kind is float
+
+
+def _judge_event(where: str, event) -> None:
+    """Raise `Rejected` unless ``event`` has what its call type requires (Segment spec, per call)."""
+    if type(event) is not dict:
+        raise Rejected(400, "invalid_event", f"{where} is not an object")
+    kind = event.get("type")
+    if type(kind) is not str or kind not in EVENT_TYPES:
+        raise Rejected(400, "invalid_event", f"{where}.type must be one of {sorted(EVENT_TYPES)}")
+    if not (_is_id(event.get("userId")) or _is_id(event.get("anonymousId"))):
+        raise Rejected(400, "no_user_anon_id",
+                       f"{where} needs a userId or an anonymousId (a non-empty string)")
+    if kind == "track":
+        name = event.get("event")
+        if type(name) is not str or not name:
+            raise Rejected(400, "missing_event_name", f"{where} is a track call without an 'event' name")
+    elif kind == "alias":
+        if not _is_id(event.get("previousId")):
+            raise Rejected(400, "missing_previous_id", f"{where} is an alias call without a previousId")
+    elif kind == "group":
+        if not _is_id(event.get("groupId")):
+            raise Rejected(400, "missing_group_id", f"{where} is a group call without a groupId")
+
+
+def _encoded_size(where: str, value) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # orjson.JSONEncodeError: nested deeper than orjson (and the processors) can re-encode
+        raise Rejected(400, "too_deep", f"{where} nests objects/arrays more than 250 levels deep") from None
+
+
+def _partition_key(event: dict) -> bytes:
+    return str(event.get("anonymousId") or event.get("userId")).encode()
+
+
+def write_key_in(doc: dict) -> str | None:
+    """The body's writeKey (Segment's alternative to HTTP Basic): top level, else the first event's."""
+    key = doc.get("writeKey")
+    if key is None:
+        batch = doc.get("batch")
+        if type(batch) is list and batch and type(batch[0]) is dict:
+            key = batch[0].get("writeKey")
+    return key if type(key) is str and key else None
+
+
+def decode(body: bytes, limit: int, single: bool = False) -> dict:
+    """The body as a JSON object (step one: enough to find a write key in it)."""
+    if len(body) > limit:
+        raise Rejected(413, "body_too_large", f"the body exceeds {limit} bytes")
+    doc = _loads(body)
+    if type(doc) is not dict:
+        if single:
+            raise Rejected(400, "invalid_event", "the body must be a JSON object: one event")
         raise Rejected(400, "invalid_batch", "the body must be a JSON object with a 'batch' array")
+    return doc
+
+
+def judge_batch(doc: dict, body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
+                max_events: int = MAX_BATCH_EVENTS) -> ParsedBatch:
+    """Check a decoded /v1/batch body (step two); the stored body is ``body``, as sent."""
     batch = doc.get("batch")
-    if not isinstance(batch, list) or not batch:
+    if type(batch) is not list or not batch:
         raise Rejected(400, "invalid_batch", "'batch' must be a non-empty array of events")
+    if len(batch) > max_events:
+        raise Rejected(413, "too_many_events", f"the batch has {len(batch)} events; at most {max_events} are allowed")
     for i, event in enumerate(batch):
-        if not isinstance(event, dict):
-            raise Rejected(400, "invalid_event", f"batch[{i}] is not an object")
-        kind = event.get("type")
-        if kind not in EVENT_TYPES:
-            raise Rejected(400, "invalid_event", f"batch[{i}].type must be one of {sorted(EVENT_TYPES)}")
-        if not (event.get("userId") or event.get("anonymousId")):
-            raise Rejected(400, "invalid_event", f"batch[{i}] needs a userId or an anonymousId")
-        if kind == "track" and not isinstance(event.get("event"), str):
-            raise Rejected(400, "invalid_event", f"batch[{i}] is a track call without an 'event' name")
-    first = batch[0]
-    key = str(first.get("anonymousId") or first.get("userId")).encode()
-    return ParsedBatch(body=body, events=len(batch), partition_key=key)
+        _judge_event(f"batch[{i}]", event)
+    # Sizes (and nesting) are judged per event only when the body could hide an offender.
+    if len(body) > max_event_bytes or body.count(b"{") + body.count(b"[") >= _DEEP_BRACKETS:
+        for i, event in enumerate(batch):
+            size = _encoded_size(f"batch[{i}]", event)
+            if size > max_event_bytes:
+                raise Rejected(413, "event_too_large",
+                               f"batch[{i}] is {size} bytes; an event may be at most {max_event_bytes} bytes")
+    return ParsedBatch(body=body, events=len(batch), partition_key=_partition_key(batch[0]),
+                       write_key=write_key_in(doc))
+
+
+def judge_single(event: dict, kind: str) -> ParsedBatch:
+    """Check a decoded single-event body (/v1/track …) and wrap it as a one-event batch of that ``kind``."""
+    key = write_key_in(event) if "writeKey" in event else None
+    event.pop("writeKey", None)
+    sent_at = event.pop("sentAt", None)
+    event["type"] = kind  # the path says what the call is
+    _judge_event("the event", event)
+    wrapped = {"batch": [event]} if sent_at is None else {"batch": [event], "sentAt": sent_at}
+    try:
+        stored = orjson.dumps(wrapped)
+    except TypeError:
+        raise Rejected(400, "too_deep", "the event nests objects/arrays more than 250 levels deep") from None
+    return ParsedBatch(body=stored, events=1, partition_key=_partition_key(event), write_key=key)
+
+
+def parse_batch(body: bytes, limit: int, max_event_bytes: int = MAX_EVENT_BYTES,
+                max_events: int = MAX_BATCH_EVENTS) -> ParsedBatch:
+    """Check a /v1/batch body's shape; return what the collector needs to route it."""
+    return judge_batch(decode(body, limit), body, max_event_bytes, max_events)
+
+
+def parse_single(body: bytes, kind: str, max_event_bytes: int = MAX_EVENT_BYTES) -> ParsedBatch:
+    """Check a single-event body (/v1/track …) and wrap it as a one-event batch of that ``kind``."""
+    return judge_single(decode(body, max_event_bytes, single=True), kind)

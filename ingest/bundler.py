@@ -5,7 +5,11 @@ has one open bundle that closes after a few milliseconds or at a byte cap and
 goes to Kafka as one record. Every request in it waits for the broker's ack of
 that record (acks=all, idempotent producer) before its HTTP 200. In-flight
 bytes are bounded: past the bound the collector refuses (503) instead of
-buffering without limit.
+buffering without limit. The wait for the ack is bounded too (one timer per
+bundle, not per request): a bundle not acked within ``ack_timeout`` answers
+its requests 503 so clients retry while their own timeouts are far off; the
+record may still be written later, and the duplicates the retries make are
+removed downstream by messageId.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from aiokafka.errors import (InvalidProducerEpoch, OutOfOrderSequenceNumber, Pro
                              UnknownProducerId)
 
 from ingest import metrics
+from ingest.errors import Unavailable
 from schemas.bundle import AcceptedRequest, encode_bundle, encoded_size
 
 
@@ -31,18 +36,27 @@ FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidPro
 log = logging.getLogger("eventpipe.collector")
 
 
-class Overloaded(Exception):
+class Overloaded(Unavailable):
     """Too many bytes are waiting for Kafka; the client should retry later."""
+
+    code = "overloaded"
+
+
+class AckTimeout(Unavailable):
+    """Kafka did not ack in time; the record may still land, the client should retry."""
+
+    code = "kafka_timeout"
 
 
 class _Open:
-    __slots__ = ("requests", "size", "done", "timer")
+    __slots__ = ("requests", "size", "done", "timer", "deadline")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.requests: list[AcceptedRequest] = []
         self.size = 0
         self.done: asyncio.Future = loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline: asyncio.TimerHandle | None = None
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -51,9 +65,12 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 class Bundler:
     def __init__(self, producer: AIOKafkaProducer, topic: str, partitions: int, window_ms: float,
-                 max_bytes: int, max_inflight_bytes: int, on_fatal=None):
+                 max_bytes: int, max_inflight_bytes: int, on_fatal=None, ack_timeout_ms: float = 2000,
+                 on_failure=None):
         self.producer = producer
         self.on_fatal = on_fatal  # called once when the producer is beyond repair
+        self.on_failure = on_failure  # called on every failed or timed-out bundle (readiness)
+        self.ack_timeout = ack_timeout_ms / 1000.0
         self.topic = topic
         self.partitions = partitions
         self.window = window_ms / 1000.0
@@ -69,7 +86,7 @@ class Bundler:
         """Return once the record holding ``request`` is acked; raise if it could not be written."""
         size = encoded_size(request)
         if self.inflight_bytes + size > self.max_inflight_bytes:
-            raise Overloaded(f"{self.inflight_bytes} bytes are waiting for Kafka")
+            raise Overloaded(f"{self.inflight_bytes} bytes are already waiting for Kafka; retry later")
         partition = partition_for(key, self.partitions)
         bundle = self._open.get(partition)
         if bundle is not None and bundle.size + size > self.max_bytes:
@@ -89,9 +106,24 @@ class Bundler:
             del self._open[partition]
         if bundle.timer:
             bundle.timer.cancel()
+        bundle.deadline = self._loop.call_later(self.ack_timeout, self._expire, bundle)
         task = self._loop.create_task(self._send(partition, bundle))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+
+    def _expire(self, bundle: _Open) -> None:
+        """The ack is late: answer the waiting requests 503 now; the send goes on (its bytes stay counted)."""
+        if bundle.done.done():
+            return
+        metrics.BUNDLES.labels("ack_timeout").inc()
+        self._fail(bundle, AckTimeout(f"Kafka did not acknowledge within {self.ack_timeout:g}s; retry later"))
+
+    def _fail(self, bundle: _Open, exc: BaseException) -> None:
+        if not bundle.done.done():
+            bundle.done.set_exception(exc)
+            bundle.done.exception()  # retrieved: waiters that left must not log "never retrieved"
+        if self.on_failure is not None:
+            self.on_failure(exc)
 
     async def _send(self, partition: int, bundle: _Open) -> None:
         started = time.perf_counter()
@@ -110,16 +142,18 @@ class Bundler:
             if isinstance(exc, FATAL_PRODUCER_ERRORS) and self.on_fatal is not None:
                 on_fatal, self.on_fatal = self.on_fatal, None
                 on_fatal(exc)
-            bundle.done.set_exception(exc)
-            bundle.done.exception()  # retrieved: waiters that left must not log "never retrieved"
+            self._fail(bundle, exc)
         else:
             self.last_error = None
             metrics.BUNDLES.labels("acked").inc()
             metrics.BUNDLE_BYTES.observe(len(value))
             metrics.BUNDLE_REQUESTS.observe(len(bundle.requests))
             metrics.ACK_SECONDS.observe(time.perf_counter() - started)
-            bundle.done.set_result(None)
+            if not bundle.done.done():  # else: answered 503 already (ack timeout); the record is in Kafka anyway
+                bundle.done.set_result(None)
         finally:
+            if bundle.deadline is not None:
+                bundle.deadline.cancel()
             self.inflight_bytes -= bundle.size
 
     async def flush(self) -> None:

@@ -1,6 +1,6 @@
 """The collector's Prometheus metrics, with conventional names and units (DESIGN.md §8)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("eventpipe_collector_requests_total", "HTTP requests answered, by path and status code",
                    ["path", "code"])
@@ -18,3 +18,5 @@ BUNDLE_REQUESTS = Histogram("eventpipe_collector_bundle_requests", "Requests per
                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 ACK_SECONDS = Histogram("eventpipe_collector_kafka_ack_seconds", "Time from bundle close to broker ack",
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0))
+KAFKA_REACHABLE = Gauge("eventpipe_collector_kafka_reachable",
+                        "1 while the broker answers metadata requests (what /readyz reports), else 0")

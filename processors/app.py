@@ -178,9 +178,9 @@ async def write_events(stream):
 async def report_lag() -> None:
     consumer = app.consumer
     for tp in consumer.assignment():
-        position = await consumer.position(tp)
-        if position is not None:
-            LAG.labels(str(tp.partition)).set(max(0, consumer.highwater(tp) - position))
+        position, highwater = await consumer.position(tp), consumer.highwater(tp)
+        if position is not None and highwater is not None:  # both unknown while the broker is away
+            LAG.labels(str(tp.partition)).set(max(0, highwater - position))
 
 
 @app.page("/query")

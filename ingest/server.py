@@ -1,0 +1,35 @@
+"""The collector's HTTP server: granian with the limits that must be enforced before the handler runs.
+
+A request line or headers can only be bounded while they are parsed, which
+granian (hyper) does before any Python code sees the request: past
+``max_header_bytes`` it answers 431 itself. Bodies are bounded in the handler
+(ingest.body). ``eventpipe collector`` and ``python -m ingest.server`` both
+serve through :func:`serve`.
+"""
+
+from __future__ import annotations
+
+from granian import Granian
+from granian.http import HTTP1Settings, HTTP2Settings
+
+from eventpipe.settings import Settings
+
+MIN_BUFFER = 8192  # hyper's smallest allowed read buffer
+
+
+def granian_server(settings: Settings) -> Granian:
+    header_bytes = max(MIN_BUFFER, settings.max_header_bytes)
+    return Granian(
+        "ingest.app:app", address=settings.collector_host, port=settings.collector_port, interface="rsgi",
+        workers=settings.collector_workers, loop="uvloop", log_access=False,
+        http1_settings=HTTP1Settings(max_buffer_size=header_bytes),
+        http2_settings=HTTP2Settings(max_headers_size=header_bytes),
+    )
+
+
+def serve(settings: Settings | None = None) -> None:
+    granian_server(settings or Settings.from_env()).serve()
+
+
+if __name__ == "__main__":
+    serve()
