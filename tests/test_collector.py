@@ -7,13 +7,13 @@ import gzip
 import uuid
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ingest.bundler import partition_for
 from schemas.bundle import decode_bundle
 from schemas.topics import topic_specs
 from tests.conftest import run
 from tests.http import get, post
+from tests.kafka import read_to_end
 
 KEY = "test-key-acme"
 
@@ -76,22 +76,6 @@ def test_gzip_body_is_accepted(stack):
     assert (status, doc) == (200, {"success": True})
 
 
-async def _records_of_partition(bootstrap: str, topic: str, partition: int) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        consumer.seek(tp, max(0, end - 50))
-        out = []
-        while (await consumer.position(tp)) < end:
-            out += [m.value for m in (await consumer.getmany(tp, timeout_ms=2000)).get(tp, [])]
-        return out
-    finally:
-        await consumer.stop()
-
-
 def test_200_means_the_record_is_in_kafka(stack):
     """The moment the client has its 200, the bundle holding its body is readable on the key's partition."""
     anon = str(uuid.uuid4())
@@ -99,7 +83,7 @@ def test_200_means_the_record_is_in_kafka(stack):
     status, _, _ = post(stack.collector_url + "/v1/batch", body, KEY, User_Agent="test-agent/1")
     assert status == 200
     partition = partition_for(anon.encode(), topic_specs()[0].partitions)
-    records = run(_records_of_partition(stack.broker.bootstrap, stack.settings.topic_raw, partition))
+    records = run(read_to_end(stack.broker.bootstrap, stack.settings.topic_raw, [partition], last=50))
     found = [r for rec in records for r in decode_bundle(rec) if r.body == body]
     assert len(found) == 1
     assert found[0].project == "acme"
