@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 
-.PHONY: up test bench clean
+.PHONY: up test browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ up: $(BIN)/.installed
 ## Run the test suite against a real Kafka broker and chDB.
 test: $(BIN)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Debian's chromium, for the dashboard's browser test (CI installs it too).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 clean:
 	rm -rf $(VENV) .eventpipe .pytest_cache

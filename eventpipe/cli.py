@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -34,6 +33,7 @@ def cmd_up(settings: Settings, args) -> int:
 eventpipe is up.
   collector  {stack.collector_url}/v1/batch   (projects: {projects}; keys from EVENTPIPE_WRITE_KEYS)
   query      {stack.query_url}
+  dashboard  http://127.0.0.1:{settings.processor_web_port}/dashboard
   metrics    {stack.collector_url}/metrics
 Try:  eventpipe demo        then   eventpipe query "SELECT event, count() FROM events GROUP BY event"
 Ctrl-C stops everything.
@@ -97,17 +97,27 @@ def cmd_migrate(settings: Settings, args) -> int:
 
 
 def cmd_query(settings: Settings, args) -> int:
-    from eventpipe.query import QueryError, format_table, run_query
+    from eventpipe.query import QueryError, column_types, render, run_query, write_parquet
 
+    if args.format == "parquet" and not args.output:
+        print("eventpipe query: --format parquet writes a file: add --output FILE", file=sys.stderr)
+        return 2
     try:
         result = run_query(settings, args.sql)
+        types = column_types(settings, args.sql) if args.format == "parquet" else None
     except QueryError as exc:
         print(f"query failed: {exc}", file=sys.stderr)
         return 1
-    if args.format == "json":
-        print(json.dumps(result.to_json(), default=str))
+    if args.format == "parquet":
+        write_parquet(result, args.output, types)
+    elif args.output:
+        text = render(result, args.format)
+        with open(args.output, "w", encoding="utf-8", newline="") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
     else:
-        print(format_table(result))
+        print(render(result, args.format), end="" if args.format == "csv" else "\n")
+    if args.output:
+        print(f"{len(result.rows)} rows written to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -160,9 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply ClickHouse migrations to the store")
     sub.add_parser("plan", add_help=False,
                    help="size a Kubernetes deployment from measured capacity and simulate its autoscalers")
-    q = sub.add_parser("query", help="run SQL against the store")
+    q = sub.add_parser("query", help="run read-only SQL against the store (docs/queries.md)")
     q.add_argument("sql")
-    q.add_argument("--format", choices=["table", "json"], default="table")
+    q.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table",
+                   help="table (default), csv with a header row, json {columns, rows}, or parquet (typed)")
+    q.add_argument("--output", "-o", metavar="FILE", help="write the result to FILE (required for parquet)")
     dlq = sub.add_parser("dlq", help="dead letters: replay fixed ones into events.raw")
     dlq.add_argument("action", choices=["replay"])
     dlq.add_argument("--reason", action="append",

@@ -18,23 +18,32 @@ PREFIX = "EVENTPIPE_"
 @dataclasses.dataclass(frozen=True)
 class Settings:
     # Local state: broker data and the embedded chDB store live under here.
+    # Broker data, the embedded store and faust's state (relative to the working directory).
     data_dir: Path = Path(".eventpipe")
     # Where the Kafka jars resolved by mvn are cached (shared by all checkouts).
     cache_dir: Path = Path.home() / ".cache" / "eventpipe"
 
     # Kafka
+    # Broker address; the local broker's controller listens on the next port.
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Apache Kafka version the local launcher resolves with mvn.
     kafka_version: str = "4.1.1"
+    # Max heap of the local broker's JVM.
     broker_heap: str = "1g"
+    # Accepted request bundles (specs in schemas/topics.py).
     topic_raw: str = "events.raw"
+    # Dead letters: what processors reject, with the reason.
     topic_dlq: str = "events.dlq"
 
     # Collector
+    # Collector bind address and port.
     collector_host: str = "127.0.0.1"
     collector_port: int = 8080
+    # Collector worker processes (granian); scale out with more pods instead where you can.
     collector_workers: int = 1
     # "key=project,key2=project2": write keys accepted and the project each feeds.
     write_keys: str = "demo-write-key=demo"
+    # Request body limit, also after gunzip (Segment: 500 KB).
     max_batch_bytes: int = 500 * 1024
     # A bundle (one Kafka record) closes after this many ms or bytes.
     bundle_window_ms: float = 5.0
@@ -56,6 +65,7 @@ class Settings:
     cors_origins: str = "*"
 
     # Processor
+    # Processor web server: /query, /metrics, /dashboard.
     processor_web_host: str = "127.0.0.1"
     processor_web_port: int = 6066
     # A micro-batch closes at this many Kafka records (bundles) or after this many seconds.
@@ -63,6 +73,11 @@ class Settings:
     processor_batch_seconds: float = 0.5
     # A processor that stops heartbeating loses its partitions after this many seconds.
     processor_session_timeout: float = 10.0
+    # Analyst SQL (/query, `eventpipe query`, the dashboard) is stopped after this many seconds. An embedded
+    # store runs one query at a time, so the processor's writes wait while an analyst query runs.
+    query_timeout: float = 10.0
+    # A query whose result has more rows than this fails (aggregate, or add a LIMIT); 0 = no limit.
+    query_max_rows: int = 100_000
 
     # Validation and enrichment (processors)
     # Client IPs stored as sent ("keep"), truncated to /24 (IPv4) or /48 (IPv6) ("truncate"), or not at all ("drop").
@@ -77,7 +92,9 @@ class Settings:
     dedup_window_seconds: float = 3600.0
 
     # Store: the embedded chDB directory, unless clickhouse_url names a server.
+    # Embedded chDB directory (default: <data_dir>/store).
     store_path: Path | None = None
+    # A ClickHouse server DSN instead of chDB, e.g. clickhouse://user:pw@host:8123/db (same client, same SQL).
     clickhouse_url: str = ""
     # Fault injection for tests and drills: while this file exists, store writes fail.
     store_failpoint: Path | None = None

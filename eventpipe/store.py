@@ -25,11 +25,19 @@ MIGRATIONS_TABLE = "schema_migrations"
 def connect(settings: Settings, readonly: bool = False):
     """A clickhouse-connect client for the configured store; ``readonly`` ones refuse every write.
 
-    2 = reads only, though the client may still set query settings. Analysts get their own
-    read-only client: the chDB backend keeps a failed query's settings on its client, so a
-    refused write on a shared client would leave the processor's writer read-only.
+    Analysts get their own read-only client: the chDB backend keeps a failed query's settings on
+    its client, so a refused write on a shared client would leave the processor's writer read-only.
+    That client carries the analyst limits (a timeout and a row limit, from settings), then
+    ``readonly=1``, last: from there on no query may change a setting, so neither a ``SETTINGS``
+    clause nor a ``SET`` lifts the limits (with ``readonly=2`` a ``SET max_result_rows = 0`` would
+    stay on this shared client for every later query).
     """
-    extra = {"settings": {"readonly": 2}} if readonly else {}
+    extra = {}
+    if readonly:
+        extra["settings"] = {"max_execution_time": settings.query_timeout,
+                             "max_result_rows": settings.query_max_rows,
+                             "result_overflow_mode": "throw",  # an error, never a silently cut result
+                             "readonly": 1}
     if settings.clickhouse_url:
         return clickhouse_connect.get_client(dsn=settings.clickhouse_url, **extra)
     settings.store_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +134,16 @@ class Store:
                 if self._reader is None:
                     self._reader = connect(self.settings, readonly=True)
                 client = self._reader
-            result = client.query(sql, parameters=parameters)
+            try:
+                result = client.query(sql, parameters=parameters)
+            except Exception:
+                if readonly:
+                    # chDB hands the part of a failed query's output it had already produced (rows before
+                    # the row limit or the timeout hit) to the next query on the same connection: a failed
+                    # analyst query gets a fresh reader.
+                    self._reader = None
+                    client.close()
+                raise
             return QueryResult(list(result.column_names), list(result.result_rows))
 
     def close(self) -> None:

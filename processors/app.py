@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from eventpipe.settings import Settings
 from eventpipe.store import Store
 from processors.kafka_ranges import KafkaRangeReader
+from processors import dashboard
 from processors.dead_letters import dead_letter
 from processors.rows import Rules
 from processors.writer import EventWriter, Record
@@ -171,7 +172,7 @@ async def write_events(stream):
             await work
             raise
         # the record timestamp is when the collector closed the bundle (<= one bundle window after receipt)
-        FRESHNESS.observe(time.time() - min(e.message.timestamp for e in events) / 1000)
+        FRESHNESS.observe(time.time() - min(e.message.timestamp for e in events))  # faust: seconds
 
 
 @app.timer(interval=5.0)
@@ -206,6 +207,9 @@ class QueryView(faust.web.View):
 @app.page("/metrics")
 async def prometheus(web, request):
     return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+dashboard.register(app, store)
 
 
 def main() -> None:
