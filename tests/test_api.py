@@ -27,7 +27,7 @@ from schemas.bundle import decode_bundle
 from schemas.topics import topic_specs
 from tests.conftest import query, run, wait_for
 from tests.http import post
-from tests.test_collector import _records_of_partition
+from tests.kafka import read_to_end
 
 KEY = "test-key-acme"
 OK = {"success": True}
@@ -236,7 +236,7 @@ def test_stored_records_keep_the_batch_shape_and_no_write_key(stack):
     status, _, _ = post(stack.collector_url + "/v1/batch", orjson.dumps(batch), KEY)
     assert status == 200
     partition = partition_for(anon.encode(), topic_specs()[0].partitions)
-    records = run(_records_of_partition(stack.broker.bootstrap, stack.settings.topic_raw, partition))
+    records = run(read_to_end(stack.broker.bootstrap, stack.settings.topic_raw, [partition], last=50))
     bodies = [orjson.loads(r.body) for rec in records for r in decode_bundle(rec) if anon.encode() in r.body]
     assert bodies == [
         {"batch": [{"anonymousId": anon, "event": "Shape", "type": "track"}], "sentAt": "2026-01-01T00:00:00.000Z"},
