@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("collector", help="run the HTTP collector")
     sub.add_parser("processor", help="run the faust processor worker")
     sub.add_parser("migrate", help="apply ClickHouse migrations to the store")
+    sub.add_parser("bench", add_help=False, help="benchmarks: load, collector, processor, e2e, smoke, micro")
     sub.add_parser("plan", add_help=False,
                    help="size a Kubernetes deployment from measured capacity and simulate its autoscalers")
     q = sub.add_parser("query", help="run read-only SQL against the store (docs/queries.md)")
@@ -199,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         from eventpipe.plan import main as plan_main
 
         return plan_main(argv[1:])
+    if argv[:1] == ["bench"]:  # eventpipe/bench.py owns its options (and its --help)
+        from eventpipe.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

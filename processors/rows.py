@@ -20,6 +20,7 @@ exactly-once mechanism relies on (generated message ids are positional, and
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -158,6 +159,7 @@ def _id_field(ev: dict, name: str) -> str:
     raise _Rejected("invalid_field", f"{name} must be a string, not {type(value).__name__}")
 
 
+@functools.lru_cache(maxsize=65536)  # a request's events share one address: 1.56x faster explode (benchmarks/proposals.py)
 def anonymize_ip(ip: str, mode: str) -> str:
     """keep / truncate (IPv4 /24, IPv6 /48) / drop; unparsable addresses are dropped unless kept."""
     if mode == "keep":

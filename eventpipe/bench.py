@@ -1,0 +1,109 @@
+"""``eventpipe bench <scenario>``: the performance benchmarks of issue 5, one command each.
+
+The benchmark code lives in the repository's ``benchmarks/`` directory (not in the installed
+packages, nor in the image): this module puts it on the path and dispatches.
+
+    eventpipe bench load --rate 8000 --url http://127.0.0.1:8080   open-loop load against a running collector
+    eventpipe bench collector      (a)+(d) collector vs bare server on one core, latency at 80 %
+    eventpipe bench processor      (b) processor draining a pre-filled topic into chDB, one core
+    eventpipe bench e2e            (c) the whole pipeline at fixed rates, freshness percentiles
+    eventpipe bench smoke          CI guard: collector/bare ratio, <= 90 s
+    eventpipe bench micro          pytest-benchmark microbenchmarks (benchmarks/test_micro.py)
+
+Results (JSON + PNG) go to benchmarks/results/; ``eventpipe plan`` reads the capacities from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _import_benchmarks():
+    if not BENCHMARKS.is_dir():
+        raise SystemExit(f"eventpipe bench: {BENCHMARKS} not found: run it from a checkout of the repository")
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+
+
+def _common(p: argparse.ArgumentParser, duration: float) -> None:
+    p.add_argument("--duration", type=float, default=duration, help="seconds per measured run")
+    p.add_argument("--events", type=int, default=10, help="events per request")
+    p.add_argument("--gzip", action="store_true", help="gzip request bodies")
+    p.add_argument("--devices", type=int, default=10_000, help="distinct devices (anonymousIds)")
+    p.add_argument("--pool", type=int, default=4096, help="distinct pre-built requests, cycled")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventpipe bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    sub.add_parser("load", add_help=False, help="open-loop load generator (see --help)")
+
+    c = sub.add_parser("collector", help="(a)+(d): collector vs bare granian RSGI on CPU 0, real Kafka")
+    _common(c, 10)
+    c.add_argument("--repeats", type=int, default=3)
+    c.add_argument("--servers", nargs="+", default=["bare", "collector"],
+                   choices=["bare", "collector", "collector-lz4", "collector-zstd", "collector-nullsink"],
+                   help="bare and collector always; collector-lz4/-zstd: compressed Kafka records (needs "
+                        "cramjam); collector-nullsink: everything but the Kafka write")
+    c.add_argument("--retries", type=int, default=3, help="max re-runs of disturbed runs")
+    c.add_argument("--connections", type=int, default=256, help="wrk connections for saturation")
+    c.add_argument("--latency-duration", type=float, default=20, help="open-loop run at 80 %% (0: skip)")
+    c.add_argument("--open-connections", type=int, default=512)
+    c.add_argument("--profile", action="store_true",
+                   help="py-spy flame graphs of each server's first run to results/profile-{bare,collector}.svg "
+                        "(profiled runs are slower: leave them out of published numbers)")
+
+    p = sub.add_parser("processor", help="(b): processor draining a pre-filled topic into chDB on CPU 0")
+    _common(p, 0)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--total-events", type=int, default=1_000_000)
+    p.add_argument("--requests-per-bundle", type=int, default=6,
+                   help="requests per Kafka record (collector at 15k req/s, 5 ms window, 12 partitions: ~6)")
+    p.add_argument("--batch-records", type=int, default=200, help="EVENTPIPE_PROCESSOR_BATCH_RECORDS")
+    p.add_argument("--compression", choices=["lz4", "zstd", "gzip"], help="compress the pre-filled records")
+    p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--profile", action="store_true", help="py-spy flame graph to results/profile-processor.svg")
+    p.add_argument("--name", default="processor", help="result file name (results/NAME.json, NAME.png)")
+
+    e = sub.add_parser("e2e", help="(c): broker + collector + processor at fixed rates, freshness")
+    _common(e, 30)
+    e.add_argument("--rates", type=float, nargs="+", default=[2000, 10000])
+    e.add_argument("--warmup", type=float, default=5, help="seconds of each run left out of freshness")
+    e.add_argument("--settle", type=float, default=60, help="max wait for the processor to catch up")
+    e.add_argument("--open-connections", type=int, default=512)
+
+    sub.add_parser("smoke", add_help=False, help="CI guard (see --help)")
+    sub.add_parser("micro", add_help=False, help="pytest-benchmark microbenchmarks (extra arguments go to pytest)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _import_benchmarks()
+    if argv[:1] == ["load"]:
+        import load
+
+        return load.main(argv[1:])
+    if argv[:1] == ["smoke"]:
+        import smoke
+
+        return smoke.main(argv[1:])
+    if argv[:1] == ["micro"]:  # the rest goes to pytest
+        return subprocess.call([sys.executable, "-m", "pytest", str(BENCHMARKS / "test_micro.py"),
+                                "--benchmark-only", "-p", "no:cacheprovider", *argv[1:]], cwd=BENCHMARKS.parent)
+    args = build_parser().parse_args(argv)
+    args.command_line = "eventpipe bench " + " ".join(argv)
+    import scenarios
+
+    {"collector": scenarios.scenario_collector, "processor": scenarios.scenario_processor,
+     "e2e": scenarios.scenario_e2e}[args.scenario](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
