@@ -8,6 +8,7 @@ Ports are picked free, so a developer's own running stack does not collide.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import urllib.parse
@@ -70,6 +71,23 @@ def broker(settings):
 def stack(settings, broker):
     with LocalStack(settings, out=None, broker=broker) as running:
         yield running
+
+
+@contextlib.contextmanager
+def private_stack(tmp_path, **overrides):
+    """A whole stack on its own broker, for tests that kill or restart parts of it; logs in tmp_path/stack.log."""
+    settings = make_settings(tmp_path, **overrides)
+    broker = KafkaBroker(settings).start()
+    log = open(tmp_path / "stack.log", "w")
+    stack = LocalStack(settings, out=log, broker=broker)
+    try:
+        stack.start_processor()
+        stack.start_collector()
+        yield stack
+    finally:
+        stack.stop()
+        broker.stop()
+        log.close()
 
 
 def query(stack: LocalStack, sql: str) -> list[list]:

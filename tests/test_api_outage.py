@@ -20,9 +20,7 @@ import aiohttp
 import orjson
 import pytest
 
-from eventpipe.broker import KafkaBroker
-from eventpipe.stack import LocalStack
-from tests.conftest import make_settings, query, wait_for
+from tests.conftest import private_stack, query, wait_for
 from tests.http import basic, get, post
 
 ACK_TIMEOUT_MS = 1500
@@ -63,18 +61,8 @@ class Sender:
 
 @pytest.fixture
 def own_stack(tmp_path):
-    settings = make_settings(tmp_path, ack_timeout_ms=ACK_TIMEOUT_MS)
-    broker = KafkaBroker(settings).start()
-    log = open(tmp_path / "stack.log", "w")
-    stack = LocalStack(settings, out=log, broker=broker)
-    try:
-        stack.start_processor()
-        stack.start_collector()
+    with private_stack(tmp_path, ack_timeout_ms=ACK_TIMEOUT_MS) as stack:
         yield stack
-    finally:
-        stack.stop()
-        broker.stop()
-        log.close()
 
 
 def ready(stack) -> int:

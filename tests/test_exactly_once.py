@@ -19,10 +19,8 @@ import aiohttp
 import orjson
 import pytest
 
-from eventpipe.broker import KafkaBroker
-from eventpipe.stack import LocalStack
 from eventpipe.verify import verify
-from tests.conftest import make_settings, query, wait_for
+from tests.conftest import private_stack, query, wait_for
 from tests.http import basic
 
 REQUESTS = 20_000
@@ -80,18 +78,8 @@ class Loader:
 
 @pytest.fixture
 def chaos_stack(tmp_path):
-    settings = make_settings(tmp_path, processor_session_timeout=6.0)
-    broker = KafkaBroker(settings).start()
-    log = open(tmp_path / "stack.log", "w")
-    stack = LocalStack(settings, out=log, broker=broker)
-    try:
-        stack.start_processor()
-        stack.start_collector()
+    with private_stack(tmp_path, processor_session_timeout=6.0) as stack:
         yield stack
-    finally:
-        stack.stop()
-        broker.stop()
-        log.close()
 
 
 def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
