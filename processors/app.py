@@ -175,9 +175,37 @@ async def write_events(stream):
         FRESHNESS.observe(time.time() - min(e.message.timestamp for e in events))  # faust: seconds
 
 
+_empty_since: list[float] = []
+
+
+async def _rejoin_if_assigned_nothing(consumer) -> None:
+    """Rejoin the group when this processor has had no partition for a while.
+
+    A processor that joins while the broker is still loading its metadata (e.g. right
+    after a broker restart) is assigned nothing ("Ignoring missing topic") and, since
+    nobody else joins or leaves, would idle forever. Replicas are capped at the
+    partition count (deploy/k8s), so an empty assignment is never the intended state."""
+    if consumer.assignment():
+        _empty_since.clear()
+        return
+    now = time.monotonic()
+    if not _empty_since:
+        _empty_since.append(now)
+    elif now - _empty_since[0] > 3 * settings.processor_session_timeout:
+        log.warning("no partitions assigned for %.0fs: rejoining the consumer group", now - _empty_since[0])
+        _empty_since[0] = now
+        thread = consumer._thread  # faust-streaming's aiokafka consumer runs in its own thread and loop
+
+        async def request_rejoin() -> None:
+            thread._ensure_consumer()._coordinator.request_rejoin()
+
+        await thread.call_thread(request_rejoin)
+
+
 @app.timer(interval=5.0)
 async def report_lag() -> None:
     consumer = app.consumer
+    await _rejoin_if_assigned_nothing(consumer)
     for tp in consumer.assignment():
         position, highwater = await consumer.position(tp), consumer.highwater(tp)
         if position is not None and highwater is not None:  # both unknown while the broker is away
