@@ -448,14 +448,16 @@ def test_an_unknown_write_key_is_rejected_once_not_retried(stack, mode):
 DOC_KEY, DOC_HOST = "demo-write-key", "http://127.0.0.1:8080"
 
 
-def doc_blocks() -> list[tuple[int, str]]:
-    """(line number, code) of each ```python block of docs/sdk.md."""
-    text = DOC.read_text()
+def doc_blocks(path: Path = DOC) -> list[tuple[int, str]]:
+    """(line number, code) of each ```python block of a Markdown file (docs/sdk.md by default)."""
+    text = path.read_text()
     return [(text.count("\n", 0, m.start()) + 2, m.group(1))
             for m in re.finditer(r"^```python\n(.*?)^```$", text, re.S | re.M)]
 
 
 DOC_BLOCKS = doc_blocks()
+README = DOC.parents[1] / "README.md"
+README_BLOCKS = doc_blocks(README)
 
 
 def test_docs_code_blocks_are_all_python_so_all_of_them_run():
@@ -465,6 +467,15 @@ def test_docs_code_blocks_are_all_python_so_all_of_them_run():
 
 @pytest.mark.parametrize("line, code", DOC_BLOCKS, ids=[f"docs/sdk.md:{line}" for line, _ in DOC_BLOCKS])
 def test_docs_example_runs_and_its_events_land(stack, monkeypatch, line, code):
+    run_doc_example(stack, monkeypatch, DOC, line, code)
+
+
+@pytest.mark.parametrize("line, code", README_BLOCKS, ids=[f"README.md:{line}" for line, _ in README_BLOCKS])
+def test_readme_sdk_example_runs_and_its_events_land(stack, monkeypatch, line, code):
+    run_doc_example(stack, monkeypatch, README, line, code)
+
+
+def run_doc_example(stack, monkeypatch, path: Path, line: int, code: str) -> None:
     clients = []  # every client the example makes, to learn how many events it delivered
 
     class Recorded(Client):
@@ -484,7 +495,7 @@ def test_docs_example_runs_and_its_events_land(stack, monkeypatch, line, code):
     before = query(stack, f"SELECT count() FROM events WHERE {where}")[0][0]
 
     code = code.replace(DOC_KEY, "test-key-beta").replace(DOC_HOST, stack.collector_url)
-    exec(compile(code, f"{DOC}:{line}", "exec"), {"__name__": "__main__"})
+    exec(compile(code, f"{path}:{line}", "exec"), {"__name__": "__main__"})
 
     assert clients, "the example makes a client"
     for client in clients:  # each example shuts its clients down: nothing is left queued
