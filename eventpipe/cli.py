@@ -49,6 +49,7 @@ Ctrl-C stops everything.
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the orderly stop short
         print("eventpipe up: stopping collector, processor, broker ...", flush=True)
         stack.stop()
     return 0
