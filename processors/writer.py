@@ -73,9 +73,10 @@ class EventWriter:
     # --- the ledger ---------------------------------------------------------
     def recorded_ranges(self, partition: int, from_offset: int) -> list[tuple[int, int]]:
         result = self.store.query(
-            f"SELECT first_offset, last_offset FROM ingest_batches WHERE topic = '{self.topic}' "
-            f"AND partition = {int(partition)} AND last_offset >= {int(from_offset)} "
-            "GROUP BY first_offset, last_offset ORDER BY first_offset")
+            "SELECT first_offset, last_offset FROM ingest_batches WHERE topic = {topic:String} "
+            "AND partition = {p:UInt16} AND last_offset >= {from_offset:UInt64} "
+            "GROUP BY first_offset, last_offset ORDER BY first_offset",
+            parameters={"topic": self.topic, "p": partition, "from_offset": from_offset})
         return [(int(a), int(b)) for a, b in result.rows]
 
     def _record(self, ranges: list[list[Record]]) -> None:
