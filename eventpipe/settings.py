@@ -88,7 +88,8 @@ class Settings:
     max_future_seconds: float = 86_400.0
     # Property schemas (schemas/events/*.json) per project: "project=mode,*=mode", mode off|warn|enforce.
     schema_modes: str = "*=warn"
-    # An event whose (project, messageId) was stored this recently (client retry) is dropped.
+    # An event whose (project, messageId) was stored this recently (client retry) is dropped (at most 7 days:
+    # the message_keys lookup table keeps a key that long).
     dedup_window_seconds: float = 3600.0
 
     # Store: the embedded chDB directory, unless clickhouse_url names a server.

@@ -4,26 +4,31 @@ Kafka and faust deliver a record at least once: after a crash or a rebalance,
 everything after the last committed offset comes again. This module makes
 those replays harmless (docs/exactly-once.md):
 
-1. Each micro-batch is split per Kafka partition into contiguous offset ranges.
-2. Before inserting, the ranges are recorded in the ``ingest_batches`` ledger.
-3. Each range is one insert with the deduplication token
-   ``<topic>/<partition>/<first>-<last>``; the table and every rollup have a
-   deduplication window, so a repeat of the same token with the same rows is
-   dropped everywhere, even if the first attempt died half-way.
+1. Each micro-batch is split per Kafka partition into contiguous offset ranges;
+   the batch's token names them all: ``<topic>/<p>/<first>-<last>,<p>/<first>-<last>…``.
+2. Before inserting, the ranges are recorded in the ``ingest_batches`` ledger
+   with the batch they belong to.
+3. The batch is one insert per table with that deduplication token; the table
+   and every rollup have a deduplication window, so a repeat of the same token
+   with the same rows is dropped everywhere, even if the first attempt died
+   half-way. (One insert per batch, not per range: per-insert overhead
+   dominated at ~1k rows, benchmarks/README.md.)
 4. Offsets are acked (and later committed) only after the inserts succeed.
 5. When a processor first sees a partition after an assignment, it looks up the
-   ledger ranges at or after the first offset it was given, re-reads exactly
-   those offsets from Kafka, re-inserts them with their original tokens, and
-   skips them in the stream. Every range thus always goes into ClickHouse with
-   the same boundaries, the same rows (``processors.rows`` is deterministic) and
-   the same token.
+   ledger batches with a range of that partition at or after the first offset it
+   was given, re-reads exactly those batches' offsets from Kafka (all their
+   partitions), re-inserts each with its original token, and skips them in the
+   stream. Every batch thus always goes into ClickHouse with the same records,
+   the same rows (``processors.rows`` is deterministic) and the same token.
 6. Client retries after a lost 200 are new records with the same messageId; an
-   event whose (project, messageId) is already stored from an earlier offset of
-   the partition (within ``dedup_window``) is dropped before the insert.
+   event whose (project, messageId) repeats earlier in its partition, in the
+   batch or stored from an earlier offset (within ``dedup_window``, looked up by
+   a 64-bit key in ``message_keys``), is dropped before the insert.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -55,6 +60,12 @@ def contiguous_ranges(records: list[Record]) -> list[list[Record]]:
     return ranges
 
 
+def message_key(project: str, message_id: str) -> int:
+    """The first 8 bytes of MD5(project \\0 messageId), little-endian: ``message_keys.key`` (migration 0006)."""
+    digest = hashlib.md5(f"{project}\0{message_id}".encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
 class EventWriter:
     def __init__(self, store: Store, topic: str, rules: Rules | None = None):
         self.store = store
@@ -63,61 +74,68 @@ class EventWriter:
         # partition -> the last offset already written by recovery; absent: not yet recovered
         self.recovered: dict[int, int] = {}
 
-    def token(self, partition: int, first: int, last: int) -> str:
-        return f"{self.topic}/{partition}/{first}-{last}"
+    def token(self, ranges: list[list[Record]]) -> str:
+        return self.topic + "/" + ",".join(f"{r[0][0]}/{r[0][1]}-{r[-1][1]}" for r in ranges)
 
     def reset(self) -> None:
         """After any (re)assignment faust seeks to committed offsets: every partition must recover again."""
         self.recovered.clear()
 
     # --- the ledger ---------------------------------------------------------
-    def recorded_ranges(self, partition: int, from_offset: int) -> list[tuple[int, int]]:
+    def recorded_batches(self, partition: int, from_offset: int) -> list[tuple[str, list[tuple[int, int, int]]]]:
+        """The batches with a range of ``partition`` ending at or after ``from_offset``, in the order they were
+        recorded: [(token, [(partition, first_offset, last_offset), …])]."""
         result = self.store.query(
-            "SELECT first_offset, last_offset FROM ingest_batches WHERE topic = {topic:String} "
-            "AND partition = {p:UInt16} AND last_offset >= {from_offset:UInt64} "
-            "GROUP BY first_offset, last_offset ORDER BY first_offset",
+            "SELECT batch, partition, first_offset, last_offset FROM ingest_batches "
+            "WHERE topic = {topic:String} AND batch IN (SELECT batch FROM ingest_batches WHERE topic = {topic:String} "
+            "AND partition = {p:UInt16} AND last_offset >= {from_offset:UInt64}) "
+            "GROUP BY batch, partition, first_offset, last_offset ORDER BY min(recorded_at), partition, first_offset",
             parameters={"topic": self.topic, "p": partition, "from_offset": from_offset})
-        return [(int(a), int(b)) for a, b in result.rows]
+        batches: dict[str, list[tuple[int, int, int]]] = {}
+        for batch, p, first, last in result.rows:
+            batches.setdefault(batch, []).append((int(p), int(first), int(last)))
+        return list(batches.items())
 
-    def _record(self, ranges: list[list[Record]]) -> None:
+    def _record(self, ranges: list[list[Record]], token: str) -> None:
         self.store.insert_rows(
             "ingest_batches",
-            [[self.topic, r[0][0], r[0][1], r[-1][1], len(r)] for r in ranges],
-            ["topic", "partition", "first_offset", "last_offset", "records"])
+            [[self.topic, r[0][0], r[0][1], r[-1][1], len(r), token] for r in ranges],
+            ["topic", "partition", "first_offset", "last_offset", "records", "batch"])
 
     # --- writing ------------------------------------------------------------
-    def _drop_seen(self, events: pa.Table, partition: int, first: int) -> pa.Table:
-        """Drop events whose (project, messageId) came earlier: in this range, or stored from earlier offsets
-        of the same partition within the dedup window.
+    def _drop_seen(self, events: pa.Table) -> pa.Table:
+        """Drop events whose (project, messageId) came earlier in their partition: in this batch, or stored
+        from an earlier offset than the batch's first of that partition, within the dedup window.
 
         A client that retries after a lost 200 sends the same body again: same key, same partition, a
-        later offset. Looking only at *earlier* offsets keeps the result a pure function of the range and
-        what precedes it, so a replay of the range produces the same rows and the same token holds."""
-        projects = events.column("project").to_pylist()
-        message_ids = events.column("message_id").to_pylist()
-        received = events.column("received_at").cast(pa.int64())
-        since = pc.min(received).as_py() - self.rules.dedup_window_ms
+        later offset. Looking only at *earlier* offsets keeps the result a pure function of the batch and
+        what precedes it, so a replay of the batch produces the same rows and the same token holds.
+        (Keys are 64-bit: two distinct ids of one partition collide with odds ~n²/2⁶⁵, negligible.)"""
+        partitions = events.column("kafka_partition").to_pylist()
+        keys = list(map(message_key, events.column("project").to_pylist(), events.column("message_id").to_pylist()))
+        first: dict[int, int] = {}
+        for partition, offset in zip(partitions, events.column("kafka_offset").to_pylist()):
+            if offset < first.get(partition, offset + 1):
+                first[partition] = offset
+        since = pc.min(events.column("received_at").cast(pa.int64())).as_py() - self.rules.dedup_window_ms
         stored = self.store.query(
-            "SELECT DISTINCT project, message_id FROM events WHERE kafka_partition = {p:UInt16} "
-            "AND kafka_offset < {first:UInt64} AND received_at >= fromUnixTimestamp64Milli({since:Int64}) "
-            "AND message_id IN {ids:Array(String)}",
-            parameters={"p": partition, "first": first, "since": since, "ids": sorted(set(message_ids))}).rows
-        seen = set(map(tuple, stored))
+            "SELECT kafka_partition, key, kafka_offset FROM message_keys WHERE kafka_partition IN {ps:Array(UInt16)} "
+            "AND key IN {keys:Array(UInt64)} AND received_at >= fromUnixTimestamp64Milli({since:Int64})",
+            parameters={"ps": sorted(first), "keys": sorted(set(keys)), "since": since}).rows
+        seen = {(p, k) for p, k, offset in stored if offset < first[p]}
         keep = []
-        for key in zip(projects, message_ids):
-            keep.append(key not in seen)
-            seen.add(key)
+        for item in zip(partitions, keys):
+            keep.append(item not in seen)
+            seen.add(item)
         if all(keep):
             return events
         DUPLICATES.inc(keep.count(False))
         return events.filter(pa.array(keep))
 
-    def _insert(self, records: list[Record]) -> tuple[int, pa.Table]:
-        """One contiguous range as one insert per table, each with the range's token."""
-        partition, first = records[0][0], records[0][1]
-        token = self.token(partition, first, records[-1][1])
+    def _insert(self, records: list[Record], token: str) -> tuple[int, pa.Table]:
+        """One batch (records in partition, offset order) as one insert per table, each with the batch's token."""
         exploded = explode(records, self.rules)
-        events = self._drop_seen(exploded.events, partition, first) if exploded.events.num_rows else exploded.events
+        events = self._drop_seen(exploded.events) if exploded.events.num_rows else exploded.events
         self.store.insert_arrow("events", events, token=token)
         if exploded.rejected.num_rows:
             self.store.insert_arrow("events_rejected", exploded.rejected, token=token)
@@ -133,34 +151,32 @@ class EventWriter:
             ranges += contiguous_ranges([r for r in group if r[1] > skip])
         if not ranges:
             return 0, []
-        self._record(ranges)
-        stored, rejected = 0, []
-        for r in ranges:
-            rows, rejects = self._insert(r)
-            stored += rows
-            if rejects.num_rows:
-                rejected.append(rejects)
-        return stored, rejected
+        token = self.token(ranges)
+        self._record(ranges, token)
+        stored, rejects = self._insert([r for rng in ranges for r in rng], token)
+        return stored, [rejects] if rejects.num_rows else []
 
     async def recover(self, partition: int, first_seen: int, fetch: Fetch, run_blocking) -> tuple[int, list]:
-        """Replay the ledger's ranges of ``partition`` at or after ``first_seen``.
+        """Replay the ledger's batches that hold a range of ``partition`` at or after ``first_seen``.
 
         Returns the rows re-inserted and the rejected rows, which go to the dead-letter topic again:
         the first attempt may have died before sending them. The DLQ is at-least-once; each of its
         records names its source (topic, partition, offset, indexes) so readers can drop repeats."""
-        ranges = await run_blocking(self.recorded_ranges, partition, first_seen)
-        replayed, rejected = 0, []
-        if ranges:
-            records = await fetch(partition, ranges[0][0], ranges[-1][1])
-            by_offset = {r[1]: r for r in records}
-            for first, last in ranges:
-                chunk = [by_offset[o] for o in range(first, last + 1) if o in by_offset]
-                if chunk:
-                    rows, rejects = await run_blocking(self._insert, chunk)
-                    replayed += rows
-                    if rejects.num_rows:
-                        rejected.append(rejects)
-            log.info("partition %d: replayed %d ledger range(s) %d..%d (%d rows, duplicates dropped by token)",
-                     partition, len(ranges), ranges[0][0], ranges[-1][1], replayed)
-        self.recovered[partition] = ranges[-1][1] if ranges else first_seen - 1
+        batches = await run_blocking(self.recorded_batches, partition, first_seen)
+        replayed, rejected, last_seen = 0, [], first_seen - 1
+        for token, ranges in batches:
+            records = []
+            for p, first, last in ranges:
+                records += await fetch(p, first, last)
+                if p == partition:
+                    last_seen = max(last_seen, last)
+            if records:
+                rows, rejects = await run_blocking(self._insert, records, token)
+                replayed += rows
+                if rejects.num_rows:
+                    rejected.append(rejects)
+        if batches:
+            log.info("partition %d: replayed %d ledger batch(es) up to offset %d (%d rows, duplicates dropped by "
+                     "token)", partition, len(batches), last_seen, replayed)
+        self.recovered[partition] = last_seen
         return replayed, rejected

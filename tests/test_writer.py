@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from eventpipe.store import Store
-from processors.writer import EventWriter, contiguous_ranges
+from processors.writer import EventWriter, contiguous_ranges, message_key
 from schemas.bundle import AcceptedRequest, encode_bundle
 from tests.conftest import make_settings
 
@@ -47,6 +49,64 @@ def test_retried_message_ids_are_dropped_and_replays_are_idempotent(tmp_path):
         ledger = store.query("SELECT partition, first_offset, last_offset FROM ingest_batches "
                              "ORDER BY partition, first_offset, recorded_at").rows
         assert sorted(set(ledger)) == [(1, 0, 0), (1, 5, 6), (1, 7, 7), (2, 0, 0)]
-        assert writer.recorded_ranges(1, 6) == [(5, 6), (7, 7)]
+        assert writer.recorded_batches(1, 6) == [("events.raw/1/5-6", [(1, 5, 6)]), ("events.raw/1/7-7", [(1, 7, 7)])]
+    finally:
+        store.close()
+
+
+def test_a_batch_is_one_token_and_recovery_replays_all_its_partitions(tmp_path):
+    """A micro-batch over two partitions is one insert; taking over either partition replays the whole batch
+    with the same token (nothing doubles), and a retry stored earlier in the partition is still dropped."""
+    store = Store(make_settings(tmp_path))
+    store.migrate()
+    writer = EventWriter(store, "events.raw")
+    log = {}
+    try:
+        first = [_record(3, 0, "a1")]
+        batch = [_record(4, 8, "b1"), _record(3, 1, "a2", "a1"), _record(3, 2, "a3"), _record(4, 9, "b2")]
+        for r in first + batch:
+            log[(r[0], r[1])] = r
+        writer.write(first)
+        stored, rejected = writer.write(batch)
+        assert stored == 4 and rejected == []  # a1 at offset 1 repeats offset 0's: dropped
+        assert writer.recorded_batches(4, 9) == [("events.raw/3/1-2,4/8-9", [(3, 1, 2), (4, 8, 9)])]
+
+        fetched = []
+
+        async def fetch(partition, first_offset, last_offset):
+            fetched.append((partition, first_offset, last_offset))
+            return [log[(partition, o)] for o in range(first_offset, last_offset + 1)]
+
+        async def run_blocking(fn, *args):
+            return fn(*args)
+
+        writer.reset()
+        replayed, rejected = asyncio.run(writer.recover(4, 9, fetch, run_blocking))
+        assert fetched == [(3, 1, 2), (4, 8, 9)] and replayed == 4 and rejected == []
+        assert writer.recovered == {4: 9}
+        assert sorted(r[1] for r in _stored(store)) == ["a1", "a2", "a3", "b1", "b2"]
+        assert store.query("SELECT sum(events) FROM events_1m").rows == [(5,)]
+        assert store.query("SELECT count() FROM message_keys").rows == [(5,)]
+    finally:
+        store.close()
+
+
+def test_ranges_recorded_before_batches_replay_with_their_old_token(tmp_path):
+    store = Store(make_settings(tmp_path))
+    store.migrate()
+    try:
+        store.insert_rows("ingest_batches", [["events.raw", 2, 10, 12, 3]],
+                          ["topic", "partition", "first_offset", "last_offset", "records"])
+        assert EventWriter(store, "events.raw").recorded_batches(2, 0) == [("events.raw/2/10-12", [(2, 10, 12)])]
+    finally:
+        store.close()
+
+
+def test_message_key_matches_clickhouse(tmp_path):
+    store = Store(make_settings(tmp_path))
+    try:
+        sql = "SELECT reinterpretAsUInt64(substring(MD5(concat({p:String}, '\\0', {m:String})), 1, 8))"
+        for project, mid in [("acme", "m1"), ("b", "ünïcode-✓"), ("", "")]:
+            assert store.query(sql, parameters={"p": project, "m": mid}).rows == [(message_key(project, mid),)]
     finally:
         store.close()
