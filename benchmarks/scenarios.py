@@ -691,7 +691,8 @@ def scenario_processor(args) -> dict:
     fig.tight_layout()
     fig.savefig(RESULTS / f"{args.name}.png", dpi=100)
     plt.close(fig)
-    print(f"bench processor: {doc['processor_events_per_sec_per_core']} events/s/core; wrote {path}")
+    rate = doc.get("processor_events_per_sec_per_core", doc.get("profiled_processor_events_per_sec_per_core"))
+    print(f"bench processor: {rate} events/s/core{' (profiled)' if args.profile else ''}; wrote {path}")
     return doc
 
 
