@@ -1,8 +1,9 @@
 """Bundling accepted requests into Kafka records, and acking them only when the broker has.
 
 Per-record cost dominates aiokafka and faust (DESIGN.md §3), so each partition
-has one open bundle that closes after a few milliseconds or at a byte cap and
-goes to Kafka as one record. Every request in it waits for the broker's ack of
+has one open bundle that goes to Kafka as one record; all open bundles close
+together every few milliseconds (one timer), and a bundle closes early at a
+byte cap. Every request in it waits for the broker's ack of
 that record (acks=all, idempotent producer) before its HTTP 200. In-flight
 bytes are bounded: past the bound the collector refuses (503) instead of
 buffering without limit. The wait for the ack is bounded too (one timer per
@@ -49,14 +50,26 @@ class AckTimeout(Unavailable):
 
 
 class _Open:
-    __slots__ = ("requests", "size", "done", "timer", "deadline")
+    """One open bundle: its requests and one future per waiting request (``asyncio.shield`` of a shared
+    future cost two callbacks per request; a client that disconnects cancels only its own future)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    __slots__ = ("requests", "size", "waiters", "settled", "deadline")
+
+    def __init__(self):
         self.requests: list[AcceptedRequest] = []
         self.size = 0
-        self.done: asyncio.Future = loop.create_future()
-        self.timer: asyncio.TimerHandle | None = None
+        self.waiters: list[asyncio.Future] = []
+        self.settled = False  # every waiter has been answered (acked, failed or timed out)
         self.deadline: asyncio.TimerHandle | None = None
+
+    def settle(self, exc: BaseException | None = None) -> None:
+        self.settled = True
+        for waiter in self.waiters:
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -79,6 +92,7 @@ class Bundler:
         self.inflight_bytes = 0
         self.last_error: BaseException | None = None
         self._open: dict[int, _Open] = {}
+        self._tick: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task] = set()
         self._loop = asyncio.get_running_loop()
 
@@ -93,19 +107,26 @@ class Bundler:
             self._close(partition, bundle)
             bundle = None
         if bundle is None:
-            bundle = self._open[partition] = _Open(self._loop)
-            bundle.timer = self._loop.call_later(self.window, self._close, partition, bundle)
+            bundle = self._open[partition] = _Open()
+            if self._tick is None:
+                self._tick = self._loop.call_later(self.window, self._close_all)
         bundle.requests.append(request)
         bundle.size += size
         self.inflight_bytes += size
-        # shield: a client that disconnects must not cancel the bundle others wait on
-        await asyncio.shield(bundle.done)
+        waiter = self._loop.create_future()
+        bundle.waiters.append(waiter)
+        await waiter
+
+    def _close_all(self) -> None:
+        """One timer for all partitions: their bundles reach the producer together, and its sender ships
+        them in one produce request per broker rather than one each."""
+        self._tick = None
+        for partition, bundle in list(self._open.items()):
+            self._close(partition, bundle)
 
     def _close(self, partition: int, bundle: _Open) -> None:
         if self._open.get(partition) is bundle:
             del self._open[partition]
-        if bundle.timer:
-            bundle.timer.cancel()
         bundle.deadline = self._loop.call_later(self.ack_timeout, self._expire, bundle)
         task = self._loop.create_task(self._send(partition, bundle))
         self._sending.add(task)
@@ -113,15 +134,14 @@ class Bundler:
 
     def _expire(self, bundle: _Open) -> None:
         """The ack is late: answer the waiting requests 503 now; the send goes on (its bytes stay counted)."""
-        if bundle.done.done():
+        if bundle.settled:
             return
         metrics.BUNDLES.labels("ack_timeout").inc()
         self._fail(bundle, AckTimeout(f"Kafka did not acknowledge within {self.ack_timeout:g}s; retry later"))
 
     def _fail(self, bundle: _Open, exc: BaseException) -> None:
-        if not bundle.done.done():
-            bundle.done.set_exception(exc)
-            bundle.done.exception()  # retrieved: waiters that left must not log "never retrieved"
+        if not bundle.settled:
+            bundle.settle(exc)
         if self.on_failure is not None:
             self.on_failure(exc)
 
@@ -132,7 +152,8 @@ class Bundler:
             ack = await self.producer.send(self.topic, value, partition=partition)
             await ack
         except asyncio.CancelledError:
-            bundle.done.cancel()
+            for waiter in bundle.waiters:
+                waiter.cancel()
             raise
         except Exception as exc:  # every waiter must hear of it
             self.last_error = exc
@@ -149,8 +170,8 @@ class Bundler:
             metrics.BUNDLE_BYTES.observe(len(value))
             metrics.BUNDLE_REQUESTS.observe(len(bundle.requests))
             metrics.ACK_SECONDS.observe(time.perf_counter() - started)
-            if not bundle.done.done():  # else: answered 503 already (ack timeout); the record is in Kafka anyway
-                bundle.done.set_result(None)
+            if not bundle.settled:  # else: answered 503 already (ack timeout); the record is in Kafka anyway
+                bundle.settle()
         finally:
             if bundle.deadline is not None:
                 bundle.deadline.cancel()
@@ -158,7 +179,8 @@ class Bundler:
 
     async def flush(self) -> None:
         """Close every open bundle and wait for all sends: graceful shutdown."""
-        for partition, bundle in list(self._open.items()):
-            self._close(partition, bundle)
+        if self._tick is not None:
+            self._tick.cancel()
+        self._close_all()
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
