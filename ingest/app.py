@@ -15,6 +15,7 @@ starts and is flushed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
@@ -64,6 +65,19 @@ def client_ip(scope) -> str:
     return scope.client.rsplit(":", 1)[0]
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot path.
+
+    Every in-flight request holds futures, tasks and buffers while it waits for its bundle's
+    ack; with CPython's default thresholds (700 allocations) the collector traversed them
+    again and again: 10 % of the worker's samples were ``gc_collect_main`` (py-spy --native,
+    benchmarks/README.md). Objects alive after start-up are frozen (never scanned again) and
+    the youngest generation is collected every 50,000 allocations instead of 700. Reference
+    counting still frees almost everything at once; only cycles wait a little longer."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 class Collector:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings
@@ -74,6 +88,7 @@ class Collector:
     # --- lifecycle -------------------------------------------------------
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(self.start())
+        tune_gc()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(self.stop())
