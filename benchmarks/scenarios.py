@@ -142,11 +142,16 @@ class CpuMeter:
         return out
 
 
+# `--native`: sample C and Rust frames too (GC, GIL hand-offs, syscalls); py-spy then pauses the process per sample
+PY_SPY_NATIVE = False
+
+
 def py_spy(out: Path, pid: int, duration: float | None = None, subprocesses: bool = False) -> list[str]:
-    """py-spy's command line (pip install py-spy): a flame graph SVG of ``pid``, sampled without pausing it."""
+    """py-spy's command line (pip install py-spy): a flame graph SVG of ``pid``, by default sampled without pausing it."""
     exe = str(BIN / "py-spy") if (BIN / "py-spy").exists() else "py-spy"
     fmt = ["--format", "raw"] if str(out).endswith(".txt") else []
-    return ([exe, "record", "--nonblocking", "--rate", "100", *fmt, "--output", str(out), "--pid", str(pid)]
+    mode = ["--native"] if PY_SPY_NATIVE else ["--nonblocking"]
+    return ([exe, "record", *mode, "--rate", "100", *fmt, "--output", str(out), "--pid", str(pid)]
             + (["--subprocesses"] if subprocesses else []) + (["--duration", str(round(duration))] if duration else []))
 
 
@@ -264,10 +269,12 @@ SERVERS = {
     "collector-lz4": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
     "collector-zstd": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
     "collector-nullsink": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
+    "collector-timersink": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
 }
 VARIANT_ENV = {"collector-lz4": {"EVENTPIPE_BENCH_COMPRESSION": "lz4"},
                "collector-zstd": {"EVENTPIPE_BENCH_COMPRESSION": "zstd"},
-               "collector-nullsink": {"EVENTPIPE_BENCH_NULL_SINK": "1"}}
+               "collector-nullsink": {"EVENTPIPE_BENCH_NULL_SINK": "1"},
+               "collector-timersink": {"EVENTPIPE_BENCH_TIMER_SINK": "1"}}
 
 
 def start_server(name: str, port: int, log, broker=None, extra_env: dict | None = None) -> subprocess.Popen:
@@ -365,6 +372,8 @@ def measure_open_loop(name: str, reqs: list[bytes], rate: float, duration: float
 
 
 def scenario_collector(args) -> dict:
+    global PY_SPY_NATIVE
+    PY_SPY_NATIVE = getattr(args, "native", False)
     reqs = load.build_requests(f"{HOST}", args.pool, args.events, None, args.gzip, WRITE_KEYS, args.devices)
     broker = start_broker("1")
     names = list(args.servers)
@@ -457,7 +466,8 @@ def plot_collector(doc: dict, path: Path) -> None:
         ax.scatter([i] * len(vals), vals, c=colors, zorder=3, s=18)
     labels = {"bare": "bare granian RSGI\n(parse + 200)", "collector": "eventpipe collector\n(acks=all)",
               "collector-lz4": "collector,\nlz4 records", "collector-zstd": "collector,\nzstd records",
-              "collector-nullsink": "collector,\nno Kafka write"}
+              "collector-nullsink": "collector,\nno Kafka write",
+              "collector-timersink": "collector,\n5 ms timer, no Kafka"}
     ax.set_xticks(range(len(names)), [labels.get(n, n) for n in names], fontsize=8)
     ax.set_ylabel("requests/s on one core (bar = median; red = disturbed run)")
     ax.set_title(f"saturation, wrk -c{doc['wrk']['connections']}: ratio {doc['collector_vs_bare']:.2f}", fontsize=10)

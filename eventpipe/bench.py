@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c, 10)
     c.add_argument("--repeats", type=int, default=3)
     c.add_argument("--servers", nargs="+", default=["bare", "collector"],
-                   choices=["bare", "collector", "collector-lz4", "collector-zstd", "collector-nullsink"],
+                   choices=["bare", "collector", "collector-lz4", "collector-zstd", "collector-nullsink", "collector-timersink"],
                    help="bare and collector always; collector-lz4/-zstd: compressed Kafka records (needs "
                         "cramjam); collector-nullsink: everything but the Kafka write")
     c.add_argument("--retries", type=int, default=3, help="max re-runs of disturbed runs")
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--profile", action="store_true",
                    help="py-spy flame graphs of each server's first run to results/profile-{bare,collector}.svg "
                         "(profiled runs are slower: leave them out of published numbers)")
+    c.add_argument("--native", action="store_true",
+                   help="with --profile: native frames too (GC, GIL hand-offs, syscalls; pauses the server per sample)")
 
     p = sub.add_parser("processor", help="(b): processor draining a pre-filled topic into chDB on CPU 0")
     _common(p, 0)

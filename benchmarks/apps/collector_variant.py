@@ -3,6 +3,7 @@
 ``EVENTPIPE_BENCH_COMPRESSION=lz4|zstd|gzip`` sets the Kafka producer's ``compression_type``
 (ingest/sink.py leaves it unset: records go uncompressed). Everything else is ``eventpipe collector``.
 ``EVENTPIPE_BENCH_NULL_SINK=1`` answers 200 without writing to Kafka (see below).
+``EVENTPIPE_BENCH_TIMER_SINK=1`` suspends each request until a 5 ms tick answers all waiting ones.
 Used by ``eventpipe bench collector --servers bare collector collector-zstd collector-nullsink``.
 """
 
@@ -31,6 +32,34 @@ if os.environ.get("EVENTPIPE_BENCH_NULL_SINK"):
         return None
 
     ingest.sink.KafkaSink.submit = _null_submit
+
+if os.environ.get("EVENTPIPE_BENCH_TIMER_SINK"):
+    # The collector's suspension without Kafka: every request waits on its own future, and one
+    # timer answers all waiting requests every 5 ms (the bundle window). Its distance to the
+    # null sink is what suspending a request costs; its distance to the real collector is what
+    # bundles and aiokafka cost.
+    import asyncio
+
+    import ingest.sink
+
+    _waiting: list = []
+
+    def _answer_all() -> None:
+        waiting = _waiting[:]
+        _waiting.clear()
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _timer_submit(self, key, request):
+        loop = asyncio.get_running_loop()
+        if not _waiting:
+            loop.call_later(0.005, _answer_all)
+        fut = loop.create_future()
+        _waiting.append(fut)
+        await fut
+
+    ingest.sink.KafkaSink.submit = _timer_submit
 
 from eventpipe.cli import main  # noqa: E402
 
