@@ -736,6 +736,9 @@ def scenario_e2e(args) -> dict:
                     time.sleep(0.5)
                 r["events_accepted"] = accepted - before
                 r["events_queryable"] = have - before
+                if have < accepted:  # the processor fell behind or stalled: keep what it said
+                    plog.seek(0)
+                    r["processor_log_tail"] = plog.read().decode(errors="replace").splitlines()[-60:]
                 skip = t_start_ms + int(args.warmup * 1000)
                 q = query(web, "SELECT quantiles(0.5, 0.9, 0.99, 0.999)(toUnixTimestamp64Milli(inserted_at) - "
                                "toUnixTimestamp64Milli(received_at)), max(toUnixTimestamp64Milli(inserted_at) - "

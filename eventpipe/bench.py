@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--total-events", type=int, default=1_000_000)
     p.add_argument("--requests-per-bundle", type=int, default=6,
                    help="requests per Kafka record (collector at 15k req/s, 5 ms window, 12 partitions: ~6)")
-    p.add_argument("--batch-records", type=int, default=200, help="EVENTPIPE_PROCESSOR_BATCH_RECORDS")
+    p.add_argument("--batch-records", type=int, default=1000, help="EVENTPIPE_PROCESSOR_BATCH_RECORDS")
     p.add_argument("--compression", choices=["lz4", "zstd", "gzip"], help="compress the pre-filled records")
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--profile", action="store_true", help="py-spy flame graph to results/profile-processor.svg")
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("e2e", help="(c): broker + collector + processor at fixed rates, freshness")
     _common(e, 30)
-    e.add_argument("--rates", type=float, nargs="+", default=[2000, 10000])
+    e.add_argument("--rates", type=float, nargs="+", default=[500, 2000, 10000])
     e.add_argument("--warmup", type=float, default=5, help="seconds of each run left out of freshness")
     e.add_argument("--settle", type=float, default=60, help="max wait for the processor to catch up")
     e.add_argument("--open-connections", type=int, default=512)

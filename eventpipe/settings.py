@@ -69,7 +69,7 @@ class Settings:
     processor_web_host: str = "127.0.0.1"
     processor_web_port: int = 6066
     # A micro-batch closes at this many Kafka records (bundles) or after this many seconds.
-    processor_batch_records: int = 200
+    processor_batch_records: int = 1000
     processor_batch_seconds: float = 0.5
     # A processor that stops heartbeating loses its partitions after this many seconds.
     processor_session_timeout: float = 10.0
