@@ -186,12 +186,13 @@ class _Conn(asyncio.Protocol):
 
 class _OpenLoop:
     def __init__(self, host: str, port: int, rate: float, duration: float, requests: list[bytes],
-                 connections: int, drain: float, offset: int):
+                 connections: int, drain: float, offset: int, nonce: int = 0):
         self.host, self.port = host, port
         self.rate, self.duration, self.drain = rate, duration, drain
         self.requests, self.next_req = requests, offset % len(requests)
         self.offsets = [message_id_offsets(r) for r in requests]  # empty for gzip bodies
         self.proc_index, self.cycle = offset // 997, 0
+        self.nonce = nonce  # per run: a second run over the same pool must not repeat the first's messageIds
         self.connections = connections
         self.idle: list[_Conn] = []
         self.backlog: collections.deque = collections.deque()
@@ -208,8 +209,7 @@ class _OpenLoop:
         conn.intended = intended
         i = self.next_req
         req = self.requests[i]
-        if self.cycle or self.proc_index:  # cycle 0 of process 0 as built; then fresh messageIds
-            req = stamp(req, self.offsets[i], (self.proc_index << 24) | self.cycle)
+        req = stamp(req, self.offsets[i], self.nonce + (self.proc_index << 24) + self.cycle)
         self.next_req = (i + 1) % len(self.requests)
         if self.next_req == 0:
             self.cycle += 1
@@ -279,9 +279,9 @@ class _OpenLoop:
 def _worker(args: tuple, out) -> None:
     import uvloop
 
-    (host, port, rate, duration, requests, connections, drain, offset, start_at) = args
+    (host, port, rate, duration, requests, connections, drain, offset, start_at, nonce) = args
     try:
-        gen = _OpenLoop(host, port, rate, duration, requests, connections, drain, offset)
+        gen = _OpenLoop(host, port, rate, duration, requests, connections, drain, offset, nonce)
         out.send(uvloop.run(gen.run(start_at)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         out.send({"error": repr(exc)})
@@ -297,10 +297,11 @@ def open_loop(url: str, rate: float, duration: float, requests: list[bytes], con
     ctx = multiprocessing.get_context("fork")
     start_at = time.time() + 1.0 + connections / 2000  # all processes connected before the clock starts
     workers = []
+    nonce = random.getrandbits(32)
     for i in range(procs):
         recv, send = ctx.Pipe(duplex=False)
         p = ctx.Process(target=_worker, args=((host, port, rate / procs, duration, requests,
-                                               max(1, connections // procs), drain, i * 997, start_at), send))
+                                               max(1, connections // procs), drain, i * 997, start_at, nonce), send))
         p.start()
         send.close()
         workers.append((p, recv))
