@@ -71,6 +71,8 @@ class Settings:
     # A micro-batch closes at this many Kafka records (bundles) or after this many seconds.
     processor_batch_records: int = 1000
     processor_batch_seconds: float = 0.5
+    # A micro-batch is written in parts of at most this many bytes of Kafka records (bounds the processor's memory).
+    processor_batch_max_bytes: int = 32 * 1024 * 1024
     # A processor that stops heartbeating loses its partitions after this many seconds.
     processor_session_timeout: float = 10.0
     # Analyst SQL (/query, `eventpipe query`, the dashboard) is stopped after this many seconds. An embedded

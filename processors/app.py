@@ -78,7 +78,7 @@ def store() -> Store:
 
 @functools.cache
 def writer() -> EventWriter:
-    return EventWriter(store(), settings.topic_raw, Rules.from_settings(settings))
+    return EventWriter(store(), settings.topic_raw, Rules.from_settings(settings), settings.processor_batch_max_bytes)
 
 
 @functools.cache

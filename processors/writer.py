@@ -66,11 +66,27 @@ def message_key(project: str, message_id: str) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+def byte_chunks(records: list[Record], max_bytes: int) -> list[list[Record]]:
+    """Consecutive runs of ``records`` holding at most ``max_bytes`` of bundles each (at least one record)."""
+    chunks: list[list[Record]] = []
+    size = max_bytes
+    for record in records:
+        if size + len(record[2]) > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(record)
+        size += len(record[2])
+    return chunks
+
+
 class EventWriter:
-    def __init__(self, store: Store, topic: str, rules: Rules | None = None):
+    def __init__(self, store: Store, topic: str, rules: Rules | None = None, max_batch_bytes: int = 32 << 20):
         self.store = store
         self.topic = topic
         self.rules = rules or Rules(topic=topic)
+        # A micro-batch is written in parts of at most this many bundle bytes, each part its own ledger
+        # batch: faust counts records, and records range from ~1 KB to the collector's bundle cap.
+        self.max_batch_bytes = max_batch_bytes
         # partition -> the last offset already written by recovery; absent: not yet recovered
         self.recovered: dict[int, int] = {}
 
@@ -145,16 +161,18 @@ class EventWriter:
         """Insert a micro-batch (any partitions, already recovered). Blocking.
 
         Returns the rows stored and the rejected rows (for the dead-letter topic)."""
-        ranges = []
-        for partition, group in itertools.groupby(sorted(records, key=lambda r: (r[0], r[1])), key=lambda r: r[0]):
-            skip = self.recovered.get(partition, -1)
-            ranges += contiguous_ranges([r for r in group if r[1] > skip])
-        if not ranges:
-            return 0, []
-        token = self.token(ranges)
-        self._record(ranges, token)
-        stored, rejects = self._insert([r for rng in ranges for r in rng], token)
-        return stored, [rejects] if rejects.num_rows else []
+        todo = [r for r in sorted(records, key=lambda r: (r[0], r[1])) if r[1] > self.recovered.get(r[0], -1)]
+        stored, rejected = 0, []
+        for chunk in byte_chunks(todo, self.max_batch_bytes):
+            ranges = [rng for _, group in itertools.groupby(chunk, key=lambda r: r[0])
+                      for rng in contiguous_ranges(list(group))]
+            token = self.token(ranges)
+            self._record(ranges, token)
+            rows, rejects = self._insert(chunk, token)
+            stored += rows
+            if rejects.num_rows:
+                rejected.append(rejects)
+        return stored, rejected
 
     async def recover(self, partition: int, first_seen: int, fetch: Fetch, run_blocking) -> tuple[int, list]:
         """Replay the ledger's batches that hold a range of ``partition`` at or after ``first_seen``.

@@ -110,3 +110,22 @@ def test_message_key_matches_clickhouse(tmp_path):
             assert store.query(sql, parameters={"p": project, "m": mid}).rows == [(message_key(project, mid),)]
     finally:
         store.close()
+
+
+def test_a_large_micro_batch_is_written_in_byte_bounded_parts(tmp_path):
+    """faust bounds a micro-batch by records; the writer bounds what it explodes at once by bytes. Each part
+    is its own ledger batch, so a replay re-inserts exactly the part it belongs to."""
+    store = Store(make_settings(tmp_path))
+    store.migrate()
+    records = [_record(p, o, f"m{p}-{o}") for p in (0, 1) for o in range(3)]
+    size = len(records[0][2])
+    writer = EventWriter(store, "events.raw", max_batch_bytes=2 * size)
+    try:
+        stored, _ = writer.write(list(reversed(records)))  # any order: parts follow (partition, offset)
+        assert stored == 6 and len(_stored(store)) == 6
+        tokens = sorted({b for (b,) in store.query("SELECT batch FROM ingest_batches").rows})
+        assert tokens == ["events.raw/0/0-1", "events.raw/0/2-2,1/0-0", "events.raw/1/1-2"]
+        assert writer.recorded_batches(1, 0) == [("events.raw/0/2-2,1/0-0", [(0, 2, 2), (1, 0, 0)]),
+                                                 ("events.raw/1/1-2", [(1, 1, 2)])]
+    finally:
+        store.close()
