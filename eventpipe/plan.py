@@ -607,7 +607,8 @@ def report(inputs: Inputs, cap: Capacities, sizing: dict, summaries: dict[str, d
     lines += ["",
               f"Partitions of events.raw: {k['partitions']} (2x the processors a {inputs.surge:g}x peak needs: "
               f"{k['partitions_needed']}; schemas/topics.py has {k['topics_py_partitions']})"
-              + ("" if k["partitions"] == k["topics_py_partitions"] else "  -> RAISE it in schemas/topics.py"),
+              + ("" if k["partitions"] == k["topics_py_partitions"] else
+                 "  -> set it in deploy/k8s/overlays/production (local and CI keep schemas/topics.py's)"),
               f"Kafka: {k['disk_total_tb']} TB total ({k['raw_retention_days']:g} d retention, RF "
               f"{k['replication']}, {k['disk_tb_per_retention_day']} TB per retention day); brokers by disk {k['brokers_for_disk']}, by write rate "
               f"{k['brokers_for_write']} ({k['write_mb_s_with_replication']} MB/s with replication), minimum 3",
