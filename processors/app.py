@@ -184,7 +184,10 @@ async def _rejoin_if_assigned_nothing(consumer) -> None:
     A processor that joins while the broker is still loading its metadata (e.g. right
     after a broker restart) is assigned nothing ("Ignoring missing topic") and, since
     nobody else joins or leaves, would idle forever. Replicas are capped at the
-    partition count (deploy/k8s), so an empty assignment is never the intended state."""
+    partition count (deploy/k8s), so an empty assignment is never the intended state.
+    A rejoin alone assigns nothing again: the client keeps metadata without the topic
+    until ``metadata.max.age`` (5 minutes), so the metadata is refreshed first
+    (tests/test_processor_faults.py reproduces it by creating the topic late)."""
     if consumer.assignment():
         _empty_since.clear()
         return
@@ -197,7 +200,9 @@ async def _rejoin_if_assigned_nothing(consumer) -> None:
         thread = consumer._thread  # faust-streaming's aiokafka consumer runs in its own thread and loop
 
         async def request_rejoin() -> None:
-            thread._ensure_consumer()._coordinator.request_rejoin()
+            aiokafka_consumer = thread._ensure_consumer()
+            await aiokafka_consumer._client.force_metadata_update()
+            aiokafka_consumer._coordinator.request_rejoin()
 
         await thread.call_thread(request_rejoin)
 

@@ -1,20 +1,26 @@
-"""Processors under faults: a failing store, and processors joining and leaving while events flow."""
+"""Processors under faults: a failing store, processors joining and leaving while events flow, and a
+processor that joined while its topic was missing."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
 import uuid
 
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 
-from eventpipe.broker import KafkaBroker
+from eventpipe.broker import KafkaBroker, ensure_topics
 from eventpipe.settings import Settings
 from eventpipe.stack import Child, LocalStack, eventpipe_command, wait_http
 from eventpipe.store import Store
+from schemas.bundle import AcceptedRequest, encode_bundle
+from schemas.topics import topic_specs
 from tests.conftest import free_port, make_settings, query, wait_for
 from tests.http import get, post
+from tests.kafka import produce
 from tests.test_exactly_once import Loader
 
 
@@ -100,3 +106,43 @@ def test_processors_joining_and_leaving_lose_and_double_nothing(tmp_path):
                 child.stop()
         broker.stop()
         log.close()
+
+
+def test_a_processor_assigned_nothing_because_its_topic_was_missing_recovers(tmp_path):
+    """Right after a broker restart a processor can join the group while the broker has no metadata for
+    events.raw yet: it is assigned nothing, and its client keeps that view for the 5 minutes of
+    metadata.max.age. Here the topic is deleted before the processor starts and created again once it
+    has joined; the processor must refresh its metadata, rejoin, and write what arrives."""
+    settings = make_settings(tmp_path, processor_session_timeout=6.0)  # the broker's minimum
+    broker = KafkaBroker(settings).start()
+    log = open(tmp_path / "stack.log", "w")
+    stack = LocalStack(settings, out=log, broker=broker)
+    try:
+        asyncio.run(_delete_topic(broker.bootstrap, settings.topic_raw))
+        stack.start_processor()
+        assert wait_for(lambda: "Ignoring missing topic" in (tmp_path / "stack.log").read_text(), timeout=60)
+        asyncio.run(ensure_topics(broker.bootstrap, topic_specs(settings.topic_raw, settings.topic_dlq)))
+        body = orjson.dumps({"batch": [{"type": "track", "event": "e", "anonymousId": "d", "messageId": f"m{i}"}
+                                       for i in range(5)]})
+        record = encode_bundle([AcceptedRequest("acme", int(time.time() * 1000), "", "", body)])
+        asyncio.run(produce(broker.bootstrap, settings.topic_raw, record, partition=3))
+        assert wait_for(lambda: query(stack, "SELECT count() FROM events")[0][0] == 5, timeout=90)
+        assert "no partitions assigned" in (tmp_path / "stack.log").read_text()  # the watchdog did it
+    finally:
+        stack.stop()
+        broker.stop()
+        log.close()
+
+
+async def _delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        for _ in range(50):  # deletion is asynchronous on the broker
+            if topic not in await admin.list_topics():
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{topic} was not deleted")
+    finally:
+        await admin.close()
