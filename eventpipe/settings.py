@@ -99,7 +99,8 @@ class Settings:
     store_path: Path | None = None
     # A ClickHouse server DSN instead of chDB, e.g. clickhouse://user:pw@host:8123/db (same client, same SQL).
     clickhouse_url: str = ""
-    # Fault injection for tests and drills: while this file exists, store writes fail.
+    # Fault injection for tests and drills: while this file exists, store writes fail; if it contains
+    # `after`, inserts go through and then report failure (an acknowledgement lost on the way back).
     store_failpoint: Path | None = None
 
     @classmethod

@@ -104,9 +104,15 @@ class Store:
         with self._lock:
             return migrate(self.client)
 
-    def _check_failpoint(self) -> None:
-        if self.failpoint is not None and self.failpoint.exists():
-            raise StoreUnavailable(f"store writes are failing ({self.failpoint} exists)")
+    def _check_failpoint(self, after: bool = False) -> None:
+        """Fail a write before it is made; or, when the failpoint file says ``after``, once it went through."""
+        try:
+            mode = self.failpoint.read_text().strip() if self.failpoint is not None else None
+        except FileNotFoundError:
+            return
+        if mode is not None and (mode == "after") == after:
+            raise StoreUnavailable(f"store writes are failing ({self.failpoint} exists)" if not after else
+                                   f"store write went through but reports failure ({self.failpoint} says after)")
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         """Insert an Arrow table; with ``token``, a repeat of the same token is dropped, rollups included."""
@@ -117,6 +123,7 @@ class Store:
         with self._lock:
             self._check_failpoint()
             self.client.insert_arrow(table, data, settings=settings)
+            self._check_failpoint(after=True)
 
     def insert_rows(self, table: str, rows: list[list], columns: list[str]) -> None:
         with self._lock:

@@ -6,7 +6,7 @@ import asyncio
 
 import orjson
 
-from eventpipe.store import Store
+from eventpipe.store import Store, StoreUnavailable
 from processors.writer import EventWriter, contiguous_ranges, message_key
 from schemas.bundle import AcceptedRequest, encode_bundle
 from tests.conftest import make_settings
@@ -127,5 +127,33 @@ def test_a_large_micro_batch_is_written_in_byte_bounded_parts(tmp_path):
         assert tokens == ["events.raw/0/0-1", "events.raw/0/2-2,1/0-0", "events.raw/1/1-2"]
         assert writer.recorded_batches(1, 0) == [("events.raw/0/2-2,1/0-0", [(0, 2, 2), (1, 0, 0)]),
                                                  ("events.raw/1/1-2", [(1, 1, 2)])]
+    finally:
+        store.close()
+
+
+def test_failpoint_after_lets_the_insert_through_and_reports_failure(tmp_path):
+    """The drill for a lost acknowledgement: the retry of a batch that is already stored changes nothing."""
+    settings = make_settings(tmp_path)
+    store = Store(settings)
+    store.migrate()
+    writer = EventWriter(store, "events.raw")
+    try:
+        settings.store_failpoint.write_text("after")
+        try:
+            writer.write([_record(5, 0, "a", "b")])
+        except StoreUnavailable:
+            pass
+        else:
+            raise AssertionError("the failpoint did not report the write as failed")
+        assert len(_stored(store)) == 2  # it went through
+        settings.store_failpoint.unlink()
+        writer.write([_record(5, 0, "a", "b")])  # the processor's retry: same batch, same token
+        assert len(_stored(store)) == 2
+        settings.store_failpoint.touch()  # empty: fail before writing
+        try:
+            writer.write([_record(5, 1, "c")])
+        except StoreUnavailable:
+            pass
+        assert len(_stored(store)) == 2
     finally:
         store.close()
