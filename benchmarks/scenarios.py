@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -707,6 +708,36 @@ def scenario_processor(args) -> dict:
 
 
 # --- (c): end to end ----------------------------------------------------------------------
+class RssSampler:
+    """Current RSS of the processor and the collector every second while a run lasts, with a progress
+    line every 30 s: [[seconds, processor MB, collector MB], ...] (is the processor's memory bounded?)."""
+
+    def __init__(self, processor_pid: int, collector_pid: int, web_port: int):
+        self.pids, self.web = (processor_pid, collector_pid), web_port
+        self.series: list[list[float]] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self.done.wait(1.0):
+            elapsed = round(time.monotonic() - started)
+            self.series.append([elapsed, *(group_rss_mb(pid, "VmRSS") for pid in self.pids)])
+            if elapsed % 30 == 0:
+                try:
+                    rows = f"{query(self.web, 'SELECT count() FROM events')[0][0]:,}"
+                except (OSError, ValueError, RuntimeError):  # a busy processor: the progress line goes without it
+                    rows = "?"
+                print(f"bench e2e: {elapsed} s, processor RSS {self.series[-1][1]:.0f} MB, collector "
+                      f"{self.series[-1][2]:.0f} MB, {rows} rows queryable", flush=True)
+
+    def stop(self) -> list[list[float]]:
+        self.done.set()
+        self.thread.join()
+        return self.series
+
+
 def scenario_e2e(args) -> dict:
     reqs = load.build_requests(HOST, args.pool, args.events, None, args.gzip, WRITE_KEYS, args.devices)
     broker = start_broker(None)
@@ -724,7 +755,9 @@ def scenario_e2e(args) -> dict:
                 before = query(web, "SELECT count() FROM events")[0][0]
                 t_start_ms = int(time.time() * 1000) + 1500
                 pc, cc = CpuMeter(processor.pid, None), CpuMeter(collector.pid, None)
+                rss = RssSampler(processor.pid, collector.pid, web)
                 r = load.open_loop(f"http://{HOST}:{cport}", rate, args.duration, reqs, args.open_connections)
+                r["rss_series"] = rss.stop()
                 r.update(collector_cpu=cc.read()["server_cpu"], processor_cpu=pc.read()["server_cpu"])
                 accepted = before + r["ok"] * args.events
                 t_end_ms = int(time.time() * 1000)
@@ -771,12 +804,12 @@ def scenario_e2e(args) -> dict:
                     "inserted_at - received_at of each row received in the window (first "
                     f"{args.warmup:.0f} s skipped)"),
            "events_per_request": args.events, "runs": out}
-    path = write_result("e2e", doc)
+    path = write_result(args.name, doc)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, (ax, mem) = plt.subplots(2, 1, figsize=(8, 6.5), height_ratios=[3, 2])
     for r in out:
         pts = [(s, p / 1000) for s, _, p in r["freshness_series"] if p is not None]
         p99 = r["freshness_ms"]["p99"]
@@ -789,8 +822,15 @@ def scenario_e2e(args) -> dict:
     ax.set_xlabel("second of the run (by received_at)")
     ax.set_ylabel("p99 freshness s (received -> queryable)")
     ax.legend(fontsize=8)
+    for r in out:
+        series = r.get("rss_series") or []
+        mem.plot([s[0] for s in series], [s[1] for s in series], label=f"processor, {r['offered_rate']:.0f} req/s")
+        mem.plot([s[0] for s in series], [s[2] for s in series], ls=":", label=f"collector, {r['offered_rate']:.0f} req/s")
+    mem.set_xlabel("second of the run")
+    mem.set_ylabel("RSS MB")
+    mem.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(RESULTS / "e2e.png", dpi=100)
+    fig.savefig(RESULTS / f"{args.name}.png", dpi=100)
     plt.close(fig)
     print(f"bench e2e: wrote {path}")
     return doc

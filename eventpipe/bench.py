@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--warmup", type=float, default=5, help="seconds of each run left out of freshness")
     e.add_argument("--settle", type=float, default=60, help="max wait for the processor to catch up")
     e.add_argument("--open-connections", type=int, default=512)
+    e.add_argument("--name", default="e2e", help="result file name (results/NAME.json, NAME.png)")
 
     sub.add_parser("smoke", add_help=False, help="CI guard (see --help)")
     sub.add_parser("micro", add_help=False, help="pytest-benchmark microbenchmarks (extra arguments go to pytest)")
