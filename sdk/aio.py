@@ -9,7 +9,6 @@ from the loop's thread only; the sender task starts on the first event.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 import aiohttp
@@ -22,7 +21,6 @@ from sdk.message import LIBRARY_VERSION
 from sdk.retry import Delivery, report
 from sdk.stats import Stats
 
-log = logging.getLogger("eventpipe.sdk")
 
 # What aiohttp raises when no answer came: retried like a 5xx.
 CONNECTION_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
@@ -79,11 +77,8 @@ class AsyncClient(Calls):
             return True
         self._task.cancel()  # settles the batch in flight as dropped_shutdown
         await asyncio.wait({self._task})
-        left = self._pending.take_all()
-        self._stats.dropped_shutdown += len(left)
-        self._pending.finish(len(left))
+        self._pending.drop_all(self._stats)
         self._progress.set()
-        log.warning("eventpipe SDK: shutdown timed out; %d queued event(s) dropped", len(left))
         return False
 
     async def __aenter__(self) -> "AsyncClient":

@@ -95,13 +95,16 @@ class Pending:
         self.taken += len(batch)
         return batch
 
-    def take_all(self) -> list[bytes]:
-        """Everything still queued (used when shutdown runs out of time)."""
-        events = [e for _, e in self._items]
+    def drop_all(self, stats: Stats) -> int:
+        """Drop everything still queued, counted as dropped at shutdown (shutdown ran out of time)."""
+        count = len(self._items)
         self._items.clear()
         self._bytes = 0
-        self.taken += len(events)
-        return events
+        self.taken += count
+        self.finished += count
+        stats.dropped_shutdown += count
+        log.warning("eventpipe SDK: shutdown timed out; %d queued event(s) dropped", count)
+        return count
 
     def finish(self, count: int) -> None:
         self.finished += count

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import os
 import threading
 import time
@@ -24,8 +23,6 @@ from sdk.http import CONNECTION_ERRORS, Connection, request_headers
 from sdk.message import LIBRARY_VERSION
 from sdk.retry import Delivery, report
 from sdk.stats import Stats
-
-log = logging.getLogger("eventpipe.sdk")
 
 
 class Client(Calls):
@@ -91,11 +88,8 @@ class Client(Calls):
             return True
         with self._lock:
             self._abandon.set()
-            left = self._pending.take_all()
-            self._stats.dropped_shutdown += len(left)
-            self._pending.finish(len(left))
+            self._pending.drop_all(self._stats)
             self._done.notify_all()
-        log.warning("eventpipe SDK: shutdown timed out; %d queued event(s) dropped", len(left))
         return False
 
     def __enter__(self) -> "Client":
