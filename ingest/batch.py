@@ -2,8 +2,9 @@
 
 Everything the collector can reject without a processor happens here, and each
 rejection is a `Rejected` that names the problem (and the event, by index), so
-the client sees a 4xx it can act on. Deeper checks (timestamps, per-event
-schemas) belong to processors.
+the client sees a 4xx it can act on. What an event requires comes from
+``schemas.contract``, the rules the processors judge by too; deeper checks
+(field types, timestamps, per-event schemas) belong to processors.
 
 A ``/v1/batch`` body is stored as sent: it is parsed once to judge it and not
 re-encoded. A single-event body (``/v1/track`` …) is re-encoded into the same
@@ -20,8 +21,9 @@ import orjson
 from ingest.body import decompress  # noqa: F401 - part of this module's interface
 from ingest.errors import Rejected
 from ingest.keys import write_key_from_basic  # noqa: F401 - part of this module's interface
+from schemas import contract
 
-EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+EVENT_TYPES = contract.EVENT_TYPES
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_EVENTS = 2500
 # orjson (here and in the processors) re-encodes at most 254 nested containers; below this many
@@ -44,31 +46,11 @@ def _loads(body: bytes):
         raise Rejected(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
-def _is_id(value) -> bool:
-    kind = type(value)
-    return (kind is str and value != "") or kind is int or kind is float
-
-
 def _judge_event(where: str, event) -> None:
-    """Raise `Rejected` unless ``event`` has what its call type requires (Segment spec, per call)."""
-    if type(event) is not dict:
-        raise Rejected(400, "invalid_event", f"{where} is not an object")
-    kind = event.get("type")
-    if type(kind) is not str or kind not in EVENT_TYPES:
-        raise Rejected(400, "invalid_event", f"{where}.type must be one of {sorted(EVENT_TYPES)}")
-    if not (_is_id(event.get("userId")) or _is_id(event.get("anonymousId"))):
-        raise Rejected(400, "no_user_anon_id",
-                       f"{where} needs a userId or an anonymousId (a non-empty string)")
-    if kind == "track":
-        name = event.get("event")
-        if type(name) is not str or not name:
-            raise Rejected(400, "missing_event_name", f"{where} is a track call without an 'event' name")
-    elif kind == "alias":
-        if not _is_id(event.get("previousId")):
-            raise Rejected(400, "missing_previous_id", f"{where} is an alias call without a previousId")
-    elif kind == "group":
-        if not _is_id(event.get("groupId")):
-            raise Rejected(400, "missing_group_id", f"{where} is a group call without a groupId")
+    """Raise `Rejected` unless ``event`` has what its call type requires (schemas.contract)."""
+    problem = contract.required_problem(event, where)
+    if problem is not None:
+        raise Rejected(400, problem.code, problem.message)
 
 
 def _encoded_size(where: str, value) -> int:

@@ -6,11 +6,13 @@ the insert shape measured fastest (DESIGN.md §5). Timestamps are corrected for
 client clock skew as Segment does: ``timestamp + (receivedAt - sentAt)``; the
 common ``context`` fields become typed columns.
 
-What only a processor can judge is judged here, per event: field types,
-timestamps too old (rejected) or in the future (flagged), property schemas from
-the registry (per-project off/warn/enforce). Rejected events, and records that
-cannot be decoded at all, come out as rows of ``events_rejected`` with a reason,
-never silently dropped, and never stalling their partition.
+What only a processor can judge is judged here, per event, by the rules of
+``schemas.contract`` (the same the collector uses): field types (reject, or
+coerce and flag), timestamps too old (rejected) or in the future (flagged),
+property schemas from the registry (per-project off/warn/enforce). Rejected
+events, and records that cannot be decoded at all, come out as rows of
+``events_rejected`` with a reason, never silently dropped. Judging is total: no
+event, whatever its JSON, can make ``explode`` raise and so stall the stream.
 
 The output is a pure function of the records and the rules: a replay of the
 same Kafka offsets yields the same rows in the same order, which the
@@ -29,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas import registry
+from schemas import contract, registry
 from schemas.bundle import decode_bundle
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
@@ -105,58 +107,35 @@ class _Rejected(Exception):
         super().__init__(message)
         self.reason, self.message = reason, message
 
-# The event name stored for calls that have none.
-_NAMES = {"identify": "$identify", "page": "$page", "screen": "$screen", "group": "$group", "alias": "$alias"}
+
 _MOBILE = {"ios": "ios", "ipados": "ios", "iphone os": "ios", "android": "android"}
+# ClickHouse's DateTime64(3) range, 1900-01-01 .. 2299-12-31, in epoch ms: a time outside it is no time.
+MIN_MS, MAX_MS = -2_208_988_800_000, 10_413_791_999_999
 
 
 def parse_ms(value) -> int | None:
-    """Epoch milliseconds of an ISO-8601 string (UTC when it names no zone); None when absent or invalid."""
-    if not isinstance(value, str) or not value:
+    """Epoch milliseconds of an ISO-8601 string (UTC when it names no zone); None when absent, invalid or
+    outside what ClickHouse can store."""
+    if type(value) is not str or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        ms = int(parsed.timestamp() * 1000)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * 1000)
+    return ms if MIN_MS <= ms <= MAX_MS else None
 
 
-def platform_of(kind: str, context: dict, os_name: str) -> str:
+def platform_of(kind: str, context: dict, os_name: str, library_name: str) -> str:
     """ios / android / web / the OS name / unknown, from what SDKs put in context."""
     mobile = _MOBILE.get(os_name.lower())
     if mobile:
         return mobile
-    if kind == "page" or "page" in context or "analytics.js" in str((context.get("library") or {}).get("name", "")):
+    if kind == "page" or "page" in context or "analytics.js" in library_name:
         return "web"
     return os_name.lower() or "unknown"
-
-
-def _obj(value) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _str(value) -> str:
-    return "" if value is None else str(value)
-
-
-def _object_field(ev: dict, name: str) -> dict:
-    value = ev.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _Rejected("invalid_field", f"{name} must be an object, not {type(value).__name__}")
-    return value
-
-
-def _id_field(ev: dict, name: str) -> str:
-    value = ev.get(name)
-    if value is None:
-        return ""
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return str(value)
-    raise _Rejected("invalid_field", f"{name} must be a string, not {type(value).__name__}")
 
 
 @functools.lru_cache(maxsize=65536)  # a request's events share one address: explode 1.56x faster
@@ -176,9 +155,98 @@ def anonymize_ip(ip: str, mode: str) -> str:
 
 def _revenue(properties: dict) -> float:
     value = properties.get("revenue", properties.get("value"))
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < MAX_REVENUE:
+    if type(value) in (int, float) and abs(value) < MAX_REVENUE:  # NaN compares false: absent
         return float(value)
     return 0.0
+
+
+def _payload(event) -> str:
+    """The event as JSON text for a reject: as sent where it can be re-encoded, else as much as can be said."""
+    try:
+        return orjson.dumps(event, default=str).decode()
+    except Exception as exc:  # noqa: BLE001 - a reject must never fail (e.g. nesting orjson cannot re-encode)
+        return orjson.dumps({"unencodable_event": f"{type(exc).__name__}: {exc}"}).decode()
+
+
+def _event_row(ev, request, batch_sent, partition: int, offset: int, r_index: int, e_index: int,
+               rules: Rules, schema_mode: str) -> tuple:
+    """One event's ``events`` row, in EVENTS_SCHEMA's column order; raises `_Rejected` (or anything, for a
+    bug: the caller turns every exception into a reject of this event alone)."""
+    problem = contract.required_problem(ev) or contract.field_problem(ev)
+    if problem is not None:
+        raise _Rejected(*problem)
+    flags: list[str] = []
+    text = contract.text
+    kind = ev["type"]
+    name = ev["event"] if kind == "track" else contract.CALL_NAMES[kind]
+    message_id = ev.get("messageId")
+    if message_id is None or message_id == "":
+        message_id = f"gen-{partition}-{offset}-{r_index}-{e_index}"
+        flags.append("message_id_generated")
+    else:
+        message_id = contract.id_text(message_id)
+    anonymous_id, user_id = ev.get("anonymousId"), ev.get("userId")
+    anonymous_id = "" if anonymous_id is None else contract.id_text(anonymous_id)
+    user_id = "" if user_id is None else contract.id_text(user_id)
+    context = ev.get("context") or {}
+    properties = ev.get("properties") or {}
+    traits = ev.get("traits") or {}
+
+    received = request.received_at_ms
+    sent = parse_ms(ev.get("sentAt")) or batch_sent
+    raw_ts = ev.get("timestamp")
+    client = parse_ms(raw_ts)
+    if client is None:
+        corrected = received
+        if raw_ts is not None:
+            flags.append("timestamp_invalid")
+    elif sent is None:
+        corrected = client
+    else:
+        corrected = client + (received - sent)
+    if corrected < received - rules.max_age_ms:
+        raise _Rejected("too_old", f"dated {(received - corrected) // 86_400_000} days before it was received")
+    if corrected > received + rules.max_future_ms:
+        # Kept, but placed at its receipt: a date far ahead means nothing to analysts, and an unbounded
+        # range of days in one insert would exceed ClickHouse's partitions per insert (client_timestamp keeps it).
+        flags.append("timestamp_in_future")
+        corrected = received
+
+    if schema_mode != "off" and kind == "track":
+        violation = registry.violation(name, properties)
+        if violation:
+            if schema_mode == "enforce":
+                raise _Rejected("schema_violation", violation)
+            flags.append("schema_violation")
+
+    obj = contract.obj
+    app, os_, device = obj(context.get("app"), flags), obj(context.get("os"), flags), obj(context.get("device"), flags)
+    library, page = obj(context.get("library"), flags), obj(context.get("page"), flags)
+    os_name, library_name = text(os_.get("name"), flags), text(library.get("name"), flags)
+    client_ip = context.get("ip")
+    if type(client_ip) is not str:
+        if client_ip is not None:
+            contract.obj(client_ip, flags)  # flags the coercion
+        client_ip = request.ip
+    return (
+        request.project, kind, name, message_id, anonymous_id, user_id,
+        platform_of(kind, context, os_name, library_name),
+        text(app.get("name"), flags), text(app.get("version"), flags), text(app.get("build"), flags),
+        os_name, text(os_.get("version"), flags),
+        text(device.get("manufacturer"), flags), text(device.get("model"), flags),
+        library_name, text(library.get("version"), flags),
+        text(context.get("locale"), flags), text(context.get("timezone"), flags),
+        text(page.get("path") or properties.get("path"), flags),
+        text(page.get("url") or properties.get("url"), flags),
+        text(page.get("referrer") or properties.get("referrer"), flags),
+        text(ev.get("name"), flags),
+        corrected, client or 0, sent or 0, received,
+        _revenue(properties),
+        orjson.dumps(properties).decode(), orjson.dumps(traits).decode(), orjson.dumps(context).decode(),
+        anonymize_ip(client_ip, rules.ip_mode), request.user_agent,
+        flags, partition, offset,
+        r_index, e_index,  # not columns: where the event was, should Arrow refuse its row
+    )
 
 
 def bundles_to_table(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> pa.Table:
@@ -188,9 +256,12 @@ def bundles_to_table(records: list[tuple[int, int, bytes]], rules: Rules = Rules
 
 def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Exploded:
     """Rows for every event in ``records`` = [(partition, offset, bundle bytes)], in record order,
-    and a row of ``events_rejected`` for every event or record that cannot be stored."""
-    cols: dict[str, list] = {name: [] for name in EVENTS_SCHEMA.names}
-    add = {name: col.append for name, col in cols.items()}
+    and a row of ``events_rejected`` for every event or record that cannot be stored.
+
+    Total: whatever the records hold, every event ends as exactly one row of one of the two tables,
+    and nothing raises. A failure while judging one event (a bug, any exception) rejects that event
+    as ``processing_error`` with the exception named; only the store's own failures can fail a batch."""
+    rows: list[tuple] = []
     rejected: dict[str, list] = {name: [] for name in REJECTED_SCHEMA.names}
 
     def reject(reason, message, project, received, partition, offset, r_index, e_index, event, mid, payload):
@@ -204,8 +275,9 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
         try:
             requests = decode_bundle(value)
         except Exception as exc:  # noqa: BLE001 - a poison pill: kept with its reason, never retried
+            raw = value if isinstance(value, bytes) else b""  # a record without a value (a tombstone) too
             reject("undecodable_record", str(exc)[:500], "", 0, partition, offset, 0, 0, "", "",
-                   value.decode("utf-8", "backslashreplace")[:1_000_000])
+                   raw[:1_000_000].decode("utf-8", "backslashreplace"))
             continue
         for r_index, request in enumerate(requests):
             received = request.received_at_ms
@@ -214,100 +286,54 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
                 batch = doc["batch"]
                 if not isinstance(batch, list):
                     raise TypeError("batch is not an array")
+                if not MIN_MS <= received <= MAX_MS:
+                    raise ValueError(f"received_at {received} is outside 1900..2299")
             except Exception as exc:  # noqa: BLE001 - the collector checked this; a body that still fails is kept
-                reject("undecodable_request", str(exc)[:500], request.project, received, partition, offset,
-                       r_index, 0, "", "", request.body.decode("utf-8", "backslashreplace"))
+                reject("undecodable_request", str(exc)[:500], request.project, min(max(received, 0), MAX_MS),
+                       partition, offset, r_index, 0, "", "", request.body.decode("utf-8", "backslashreplace"))
                 continue
             batch_sent = parse_ms(doc.get("sentAt"))
             schema_mode = rules.schema_mode(request.project)
             for e_index, ev in enumerate(batch):
                 try:
-                    if not isinstance(ev, dict):
-                        raise _Rejected("invalid_event", "an event must be an object")
-                    flags = []
-                    kind = ev.get("type", "track")
-                    name = _str(ev.get("event")) if kind == "track" else _NAMES.get(kind, str(kind))
-                    message_id = _id_field(ev, "messageId")
-                    if not message_id:
-                        message_id = f"gen-{partition}-{offset}-{r_index}-{e_index}"
-                        flags.append("message_id_generated")
-                    anonymous_id, user_id = _id_field(ev, "anonymousId"), _id_field(ev, "userId")
-                    context = _object_field(ev, "context")
-                    properties = _object_field(ev, "properties")
-                    traits = _object_field(ev, "traits")
-
-                    sent = parse_ms(ev.get("sentAt")) or batch_sent
-                    raw_ts = ev.get("timestamp")
-                    client = parse_ms(raw_ts)
-                    if client is None:
-                        corrected = received
-                        if raw_ts is not None:
-                            flags.append("timestamp_invalid")
-                    elif sent is None:
-                        corrected = client
-                    else:
-                        corrected = client + (received - sent)
-                    if corrected < received - rules.max_age_ms:
-                        raise _Rejected("too_old", f"dated {(received - corrected) // 86_400_000} days "
-                                                   "before it was received")
-                    if corrected > received + rules.max_future_ms:
-                        flags.append("timestamp_in_future")
-
-                    if schema_mode != "off" and kind == "track":
-                        problem = registry.violation(name, properties)
-                        if problem:
-                            if schema_mode == "enforce":
-                                raise _Rejected("schema_violation", problem)
-                            flags.append("schema_violation")
-                except _Rejected as rej:
-                    is_obj = isinstance(ev, dict)
-                    reject(rej.reason, rej.message, request.project, received, partition, offset, r_index, e_index,
-                           _str(ev.get("event")) if is_obj else "", _str(ev.get("messageId")) if is_obj else "",
-                           orjson.dumps(ev, default=str).decode())
+                    rows.append(_event_row(ev, request, batch_sent, partition, offset, r_index, e_index,
+                                           rules, schema_mode))
                     continue
+                except _Rejected as rej:
+                    reason, message = rej.reason, rej.message
+                except Exception as exc:  # noqa: BLE001 - judging is total: this event is rejected, not its batch
+                    reason, message = "processing_error", f"{type(exc).__name__}: {exc}"[:500]
+                flags: list[str] = []
+                is_obj = type(ev) is dict
+                reject(reason, message, request.project, received, partition, offset, r_index, e_index,
+                       contract.text(ev.get("event"), flags) if is_obj else "",
+                       contract.text(ev.get("messageId"), flags) if is_obj else "", _payload(ev))
 
-                app, os_, device = _obj(context.get("app")), _obj(context.get("os")), _obj(context.get("device"))
-                library, page = _obj(context.get("library")), _obj(context.get("page"))
-                os_name = _str(os_.get("name"))
-                client_ip = context.get("ip") if isinstance(context.get("ip"), str) else request.ip
+    events = _events_table(rows)
+    if events is None:  # a value Arrow refuses: find the rows, reject them, keep the rest
+        good = []
+        for row in rows:
+            if _events_table([row]) is None:
+                reject("processing_error", "a value of this event cannot be stored", row[0], row[25], row[33],
+                       row[34], row[35], row[36], row[2], row[3], "")
+            else:
+                good.append(row)
+        events = _events_table(good)
+    return Exploded(events, pa.Table.from_pydict(rejected, schema=REJECTED_SCHEMA))
 
-                add["project"](request.project)
-                add["type"](kind)
-                add["event"](name)
-                add["message_id"](message_id)
-                add["anonymous_id"](anonymous_id)
-                add["user_id"](user_id)
-                add["platform"](platform_of(kind, context, os_name))
-                add["app_name"](_str(app.get("name")))
-                add["app_version"](_str(app.get("version")))
-                add["app_build"](_str(app.get("build")))
-                add["os_name"](os_name)
-                add["os_version"](_str(os_.get("version")))
-                add["device_manufacturer"](_str(device.get("manufacturer")))
-                add["device_model"](_str(device.get("model")))
-                add["library_name"](_str(library.get("name")))
-                add["library_version"](_str(library.get("version")))
-                add["locale"](_str(context.get("locale")))
-                add["timezone"](_str(context.get("timezone")))
-                add["page_path"](_str(page.get("path") or properties.get("path")))
-                add["page_url"](_str(page.get("url") or properties.get("url")))
-                add["page_referrer"](_str(page.get("referrer") or properties.get("referrer")))
-                add["name"](_str(ev.get("name")))
-                add["timestamp"](corrected)
-                add["client_timestamp"](client or 0)
-                add["sent_at"](sent or 0)
-                add["received_at"](received)
-                add["revenue"](_revenue(properties))
-                add["properties"](orjson.dumps(properties).decode())
-                add["traits"](orjson.dumps(traits).decode())
-                add["context"](orjson.dumps(context).decode())
-                add["ip"](anonymize_ip(client_ip, rules.ip_mode))
-                add["user_agent"](request.user_agent)
-                add["flags"](flags)
-                add["kafka_partition"](partition)
-                add["kafka_offset"](offset)
 
-    revenue = cols.pop("revenue")
-    cols["revenue"] = pc.round(pa.array(revenue, pa.float64()), 4).cast(REVENUE)  # rounds; no float dust
-    return Exploded(pa.Table.from_pydict(cols, schema=EVENTS_SCHEMA),
-                    pa.Table.from_pydict(rejected, schema=REJECTED_SCHEMA))
+_EVENT_COLUMNS = EVENTS_SCHEMA.names
+_REVENUE_AT = _EVENT_COLUMNS.index("revenue")
+
+
+def _events_table(rows: list[tuple]) -> pa.Table | None:
+    """``rows`` as one Arrow table (columns transposed in C, not appended per event); None if Arrow refuses."""
+    try:
+        columns = list(zip(*rows)) if rows else [()] * len(_EVENT_COLUMNS)
+        arrays = [pa.array(columns[i], type=EVENTS_SCHEMA.field(i).type) if i != _REVENUE_AT else
+                  # rounded to the column's 4 decimals first: no float dust in sums
+                  pc.round(pa.array(columns[i], pa.float64()), 4).cast(REVENUE)
+                  for i in range(len(_EVENT_COLUMNS))]
+        return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return None

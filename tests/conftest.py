@@ -21,7 +21,7 @@ from eventpipe.broker import KafkaBroker
 from eventpipe.settings import Settings
 from eventpipe.stack import LocalStack
 
-WRITE_KEYS = {"test-key-acme": "acme", "test-key-beta": "beta"}
+WRITE_KEYS = {"test-key-acme": "acme", "test-key-beta": "beta", "test-key-hostile": "hostile"}
 
 
 def free_port(pair: bool = False) -> int:

@@ -32,11 +32,14 @@ def test_field_types_and_timestamps_are_judged_per_event():
         {"type": "track", "event": "garbled", "anonymousId": "a", "messageId": "m5", "timestamp": "next tuesday"},
         {"type": "track", "event": "no id", "anonymousId": "a"},
         {"type": "track", "event": "bad id", "anonymousId": {"x": 1}, "messageId": "m7"},
+        {"type": "track", "event": "bad id", "userId": "u", "anonymousId": {"x": 1}, "messageId": "m8"},
     )
     stored = {r["message_id"]: r for r in out.events.to_pylist()}
     rejected = {r["message_id"]: r for r in out.rejected.to_pylist()}
-    assert set(rejected) == {"m2", "m3", "m7"}
-    assert [rejected[m]["reason"] for m in ("m2", "m3", "m7")] == ["invalid_field", "too_old", "invalid_field"]
+    assert set(rejected) == {"m2", "m3", "m7", "m8"}
+    # m7 lacks what the collector requires (the same contract): a record from elsewhere gets the same code
+    assert [rejected[m]["reason"] for m in ("m2", "m3", "m7", "m8")] == [
+        "invalid_field", "too_old", "no_user_anon_id", "invalid_field"]
     assert rejected["m3"]["message"] == "dated 214 days before it was received"
     assert (rejected["m2"]["kafka_partition"], rejected["m2"]["kafka_offset"], rejected["m2"]["event_index"]) == (2, 40, 1)
     assert orjson.loads(rejected["m2"]["payload"])["properties"] == [1, 2]  # the event as sent

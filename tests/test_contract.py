@@ -1,0 +1,114 @@
+"""One contract for both sides: what the collector accepts, a processor can judge; coercions as documented."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventpipe.store import Store
+from ingest.batch import parse_batch
+from ingest.errors import Rejected
+from processors.dead_letters import MAX_LETTER_BYTES, dead_letter
+from processors.rows import Rules, explode
+from processors.writer import EventWriter
+from schemas import contract
+from schemas.bundle import AcceptedRequest, encode_bundle
+from tests.conftest import make_settings
+
+RECEIVED = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+REQUIRED = {"invalid_event", "no_user_anon_id", "missing_event_name", "missing_previous_id", "missing_group_id"}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8) | st.sampled_from(["", "2026-01-01T00:00:00Z", "track", "u"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8)
+events = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted(contract.EVENT_TYPES)) | json_values},
+    optional={name: json_values | st.sampled_from(["u", "g", "e"])
+              for name in ("userId", "anonymousId", "messageId", "event", "groupId", "previousId", "properties",
+                           "traits", "context", "timestamp", "name")})
+
+
+def _explode(*evs, ip: str = "203.0.113.77"):
+    body = orjson.dumps({"batch": list(evs)})
+    return explode([(0, 5, encode_bundle([AcceptedRequest("acme", RECEIVED, ip, "ua", body)]))], Rules())
+
+
+@settings(max_examples=300, deadline=None)
+@given(events)
+def test_what_the_collector_accepts_the_processor_never_refuses_for_a_required_field(event):
+    """The collector and the processors read one definition: they cannot disagree on what is required."""
+    body = orjson.dumps({"batch": [event]})
+    try:
+        parse_batch(body, 1 << 20)
+        accepted, code = True, None
+    except Rejected as rej:
+        accepted, code = False, rej.code
+    out = _explode(event)
+    assert out.events.num_rows + out.rejected.num_rows == 1
+    reasons = out.rejected.column("reason").to_pylist()
+    if accepted:
+        assert not set(reasons) & REQUIRED, (event, reasons)
+    else:
+        assert reasons == [code], (event, reasons, code)  # a record from elsewhere gets the collector's code
+
+
+def test_harmless_wrong_types_in_context_are_coerced_and_flagged():
+    """The shape that stalled every partition: context fields of the wrong JSON type."""
+    out = _explode(
+        {"type": "track", "event": "e", "userId": "u", "messageId": "m1",
+         "context": {"library": "analytics-ruby", "app": {"version": 3, "build": {"n": 1}}, "os": ["iOS"],
+                     "locale": True, "ip": 7, "page": "home"}},
+        {"type": "page", "userId": "u", "messageId": "m2", "name": 12, "context": {"app": {"version": "1.0"}}},
+    )
+    assert out.rejected.num_rows == 0
+    first, second = out.events.to_pylist()
+    assert (first["library_name"], first["app_version"], first["app_build"], first["os_name"]) == ("", "3", "", "")
+    assert (first["locale"], first["ip"], first["flags"]) == ("true", "203.0.113.0", [contract.COERCED])
+    assert orjson.loads(first["context"])["library"] == "analytics-ruby"  # the raw context is kept as sent
+    assert (second["name"], second["app_version"], second["flags"]) == ("12", "1.0", [])
+
+
+def test_numbers_as_ids_are_stored_as_their_json_text():
+    out = _explode({"type": "identify", "userId": 42, "anonymousId": 1.5, "messageId": 7})
+    (row,) = out.events.to_pylist()
+    assert (row["user_id"], row["anonymous_id"], row["message_id"]) == ("42", "1.5", "7")
+
+
+def test_dates_beyond_what_clickhouse_stores_are_invalid_and_far_future_ones_are_placed_at_receipt():
+    out = _explode(
+        {"type": "track", "event": "e", "userId": "u", "messageId": "y1", "timestamp": "0001-01-01T00:00:00+01:00"},
+        {"type": "track", "event": "e", "userId": "u", "messageId": "y9", "timestamp": "9999-12-31T23:59:59Z"},
+        {"type": "track", "event": "e", "userId": "u", "messageId": "f", "timestamp": "2200-01-01T00:00:00Z"},
+    )
+    rows = {r["message_id"]: r for r in out.events.to_pylist()}
+    assert rows["y1"]["flags"] == ["timestamp_invalid"] and rows["y9"]["flags"] == ["timestamp_invalid"]
+    assert rows["f"]["flags"] == ["timestamp_in_future"]
+    assert {int(r["timestamp"].timestamp() * 1000) for r in rows.values()} == {RECEIVED}
+    assert rows["f"]["client_timestamp"].year == 2200  # the client's own value is kept
+
+
+def test_a_backlog_spanning_many_days_is_one_insert_not_a_stall(tmp_path):
+    """ClickHouse refuses an insert touching more than 100 partitions by default; events is partitioned by day."""
+    store = Store(make_settings(tmp_path))
+    store.migrate()
+    writer = EventWriter(store, "events.raw", Rules(max_age_ms=400 * 86_400_000))
+    evs = [{"type": "track", "event": "e", "userId": "u", "messageId": f"m{i}",
+            "timestamp": f"2025-{1 + i // 28:02d}-{1 + i % 28:02d}T00:00:00Z"} for i in range(300)]
+    record = (0, 0, encode_bundle([AcceptedRequest("acme", RECEIVED, "", "", orjson.dumps({"batch": evs}))]))
+    assert writer.write([record])[0] == 300
+    assert store.query("SELECT count(), uniqExact(toDate(timestamp)) FROM events").rows == [(300, 300)]
+    store.close()
+
+
+def test_a_dead_letter_always_fits_the_dead_letter_topic():
+    row = dict(reason="undecodable_record", message="m", project="p", event="e" * 100_000, message_id="",
+               received_at=0, kafka_topic="events.raw", kafka_partition=0, kafka_offset=1, request_index=0,
+               event_index=0, payload="\u0000" * 1_000_000)  # escapes to 6 MB of JSON
+    letter = orjson.loads(big := dead_letter(row))
+    assert len(big) <= MAX_LETTER_BYTES and letter["payload_truncated"] is True
+    assert letter["payload"] == row["payload"][:len(letter["payload"])] and len(letter["payload"]) > 50_000
+    small = orjson.loads(dead_letter({**row, "event": "e", "payload": "{}"}))
+    assert small["payload"] == "{}" and "payload_truncated" not in small
