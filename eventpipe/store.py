@@ -116,10 +116,11 @@ class Store:
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         """Insert an Arrow table; with ``token``, a repeat of the same token is dropped, rollups included."""
-        settings = None
+        # The processors bound the days of a batch (too old is rejected, too far ahead placed at receipt), so
+        # ClickHouse's per-insert partition guard (100) could only turn a backlog of old events into a stall.
+        settings = {"max_partitions_per_insert_block": 0}
         if token:
-            settings = {"insert_deduplication_token": token,
-                        "deduplicate_blocks_in_dependent_materialized_views": 1}
+            settings |= {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
         with self._lock:
             self._check_failpoint()
             self.client.insert_arrow(table, data, settings=settings)
