@@ -20,20 +20,36 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas.bundle import AcceptedRequest, encode_bundle
 
 REPLAYABLE = {"schema_violation", "too_old", "invalid_field"}
+# A dead letter must fit the DLQ topic's max.message.bytes (1 MiB) and the producer's request limit
+# (1,000,000 bytes), or sending it would fail again and again and stall its batch.
+MAX_LETTER_BYTES = 512 * 1024
+_MAX_NAME_CHARS = 1024
 
 
 def dead_letter(row: dict) -> bytes:
-    """One events_rejected row (a dict) as a dead-letter record value."""
+    """One events_rejected row (a dict) as a dead-letter record value, at most MAX_LETTER_BYTES.
+
+    A payload that would not fit (an undecodable record can be as large as the broker allows) is cut,
+    and the letter says so with ``"payload_truncated": true``; ClickHouse's events_rejected keeps more."""
     received = row["received_at"]
     if isinstance(received, datetime):
         received = received.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-    return orjson.dumps({
+    letter = {
         "reason": row["reason"], "message": row["message"], "project": row["project"], "event": row["event"],
         "message_id": row["message_id"], "received_at": received,
         "source": {"topic": row["kafka_topic"], "partition": row["kafka_partition"], "offset": row["kafka_offset"],
                    "request_index": row["request_index"], "event_index": row["event_index"]},
         "payload": row["payload"],
-    })
+    }
+    encoded = orjson.dumps(letter)
+    if len(encoded) <= MAX_LETTER_BYTES:
+        return encoded
+    for name in ("message", "project", "event", "message_id"):
+        letter[name] = letter[name][:_MAX_NAME_CHARS]
+    # JSON escapes a character to at most 6 bytes: this many characters always fit
+    letter["payload"] = letter["payload"][:(MAX_LETTER_BYTES - 4 * 6 * _MAX_NAME_CHARS - 1024) // 6]
+    letter["payload_truncated"] = True
+    return orjson.dumps(letter)
 
 
 def _received_ms(value) -> int:
