@@ -45,11 +45,12 @@ _STRING_COLUMNS = [
     "page_path", "page_url", "page_referrer", "name",
 ]
 _TIME_COLUMNS = ["timestamp", "client_timestamp", "sent_at", "received_at"]
+_NULLABLE = {"client_timestamp", "sent_at"}  # the client's own times: NULL when it sent none (migration 0007)
 _JSON_COLUMNS = ["properties", "traits", "context", "ip", "user_agent"]
 
 EVENTS_SCHEMA = pa.schema(
     [pa.field(n, pa.string(), nullable=False) for n in _STRING_COLUMNS]
-    + [pa.field(n, UTC_MS, nullable=False) for n in _TIME_COLUMNS]
+    + [pa.field(n, UTC_MS, nullable=n in _NULLABLE) for n in _TIME_COLUMNS]
     + [pa.field("revenue", REVENUE, nullable=False)]
     + [pa.field(n, pa.string(), nullable=False) for n in _JSON_COLUMNS]
     + [pa.field("flags", pa.list_(pa.field("item", pa.string(), nullable=False)), nullable=False),
@@ -168,7 +169,7 @@ def _payload(event) -> str:
         return orjson.dumps({"unencodable_event": f"{type(exc).__name__}: {exc}"}).decode()
 
 
-def _event_row(ev, request, batch_sent, partition: int, offset: int, r_index: int, e_index: int,
+def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r_index: int, e_index: int,
                rules: Rules, schema_mode: str) -> tuple:
     """One event's ``events`` row, in EVENTS_SCHEMA's column order; raises `_Rejected` (or anything, for a
     bug: the caller turns every exception into a reject of this event alone)."""
@@ -189,11 +190,18 @@ def _event_row(ev, request, batch_sent, partition: int, offset: int, r_index: in
     anonymous_id = "" if anonymous_id is None else contract.id_text(anonymous_id)
     user_id = "" if user_id is None else contract.id_text(user_id)
     context = ev.get("context") or {}
+    if envelope is not None:  # the batch's own context goes under the event's (Segment merges them)
+        if type(envelope) is dict:
+            context = contract.merge_context(envelope, context) if envelope else context
+        else:
+            contract.obj(envelope, flags)  # not an object: ignored, and the event says so
     properties = ev.get("properties") or {}
     traits = ev.get("traits") or {}
 
     received = request.received_at_ms
-    sent = parse_ms(ev.get("sentAt")) or batch_sent
+    sent = parse_ms(ev.get("sentAt"))
+    if sent is None:
+        sent = batch_sent
     raw_ts = ev.get("timestamp")
     client = parse_ms(raw_ts)
     if client is None:
@@ -240,7 +248,7 @@ def _event_row(ev, request, batch_sent, partition: int, offset: int, r_index: in
         text(page.get("url") or properties.get("url"), flags),
         text(page.get("referrer") or properties.get("referrer"), flags),
         text(ev.get("name"), flags),
-        corrected, client or 0, sent or 0, received,
+        corrected, client, sent, received,
         _revenue(properties),
         orjson.dumps(properties).decode(), orjson.dumps(traits).decode(), orjson.dumps(context).decode(),
         anonymize_ip(client_ip, rules.ip_mode), request.user_agent,
@@ -293,10 +301,11 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
                        partition, offset, r_index, 0, "", "", request.body.decode("utf-8", "backslashreplace"))
                 continue
             batch_sent = parse_ms(doc.get("sentAt"))
+            envelope = doc.get("context")
             schema_mode = rules.schema_mode(request.project)
             for e_index, ev in enumerate(batch):
                 try:
-                    rows.append(_event_row(ev, request, batch_sent, partition, offset, r_index, e_index,
+                    rows.append(_event_row(ev, request, batch_sent, envelope, partition, offset, r_index, e_index,
                                            rules, schema_mode))
                     continue
                 except _Rejected as rej:

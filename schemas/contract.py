@@ -124,6 +124,16 @@ def obj(value, flags: list[str]) -> dict:
     return {}
 
 
+def merge_context(envelope: dict, context: dict) -> dict:
+    """A batch's envelope ``context`` merged under an event's own, as Segment's API does (analytics-go sends
+    ``context`` once per batch): the event's values win, objects present in both are merged key by key."""
+    merged = dict(envelope)
+    for key, value in context.items():
+        below = merged.get(key)
+        merged[key] = merge_context(below, value) if type(below) is dict and type(value) is dict else value
+    return merged
+
+
 def _coerce(flags: list[str]) -> None:
     if COERCED not in flags:
         flags.append(COERCED)

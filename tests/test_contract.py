@@ -112,3 +112,33 @@ def test_a_dead_letter_always_fits_the_dead_letter_topic():
     assert letter["payload"] == row["payload"][:len(letter["payload"])] and len(letter["payload"]) > 50_000
     small = orjson.loads(dead_letter({**row, "event": "e", "payload": "{}"}))
     assert small["payload"] == "{}" and "payload_truncated" not in small
+
+
+def test_the_batch_envelope_context_merges_under_each_events_own():
+    """analytics-go sends context (library, ip …) once on the batch, not in each message: Segment merges it."""
+    body = orjson.dumps({"context": {"library": {"name": "analytics-go", "version": "3.1.0"}, "locale": "de-DE",
+                                     "app": {"name": "shop", "version": "1.0"}},
+                         "batch": [{"type": "track", "event": "e", "userId": "u", "messageId": "a",
+                                    "context": {"app": {"version": "2.0"}, "locale": "fr-FR"}},
+                                   {"type": "identify", "userId": "u", "messageId": "b"}]})
+    out = explode([(0, 5, encode_bundle([AcceptedRequest("acme", RECEIVED, "", "", body)]))], Rules())
+    first, second = out.events.to_pylist()
+    assert (first["library_name"], first["library_version"]) == ("analytics-go", "3.1.0")
+    assert (first["app_name"], first["app_version"], first["locale"]) == ("shop", "2.0", "fr-FR")  # the event wins
+    assert orjson.loads(second["context"]) == orjson.loads(body)["context"]
+    odd = orjson.dumps({"context": "go", "batch": [{"type": "identify", "userId": "u", "messageId": "c"}]})
+    (row,) = explode([(0, 6, encode_bundle([AcceptedRequest("acme", RECEIVED, "", "", odd)]))], Rules()).events.to_pylist()
+    assert (row["context"], row["flags"]) == ("{}", [contract.COERCED])
+
+
+def test_absent_client_times_are_null_and_the_corrected_timestamp_is_receipt(tmp_path):
+    out = _explode({"type": "track", "event": "e", "userId": "u", "messageId": "n"})
+    (row,) = out.events.to_pylist()
+    assert (row["client_timestamp"], row["sent_at"]) == (None, None)
+    assert int(row["timestamp"].timestamp() * 1000) == RECEIVED
+    store = Store(make_settings(tmp_path))
+    store.migrate()
+    store.insert_arrow("events", out.events)
+    assert store.query("SELECT client_timestamp IS NULL, sent_at IS NULL, toUnixTimestamp64Milli(timestamp) "
+                       "FROM events").rows == [(1, 1, RECEIVED)]
+    store.close()
