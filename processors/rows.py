@@ -31,6 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from processors import user_agents
 from schemas import contract, registry
 from schemas.bundle import decode_bundle
 
@@ -56,6 +57,8 @@ EVENTS_SCHEMA = pa.schema(
     + [pa.field("flags", pa.list_(pa.field("item", pa.string(), nullable=False)), nullable=False),
        pa.field("kafka_partition", pa.uint16(), nullable=False),
        pa.field("kafka_offset", pa.uint64(), nullable=False)]
+    + [pa.field(n, pa.string(), nullable=False) for n in user_agents.COLUMNS[:-1]]
+    + [pa.field(user_agents.COLUMNS[-1], pa.bool_(), nullable=False)]
 )
 
 REJECTED_SCHEMA = pa.schema([
@@ -231,11 +234,8 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
     app, os_, device = obj(context.get("app"), flags), obj(context.get("os"), flags), obj(context.get("device"), flags)
     library, page = obj(context.get("library"), flags), obj(context.get("page"), flags)
     os_name, library_name = text(os_.get("name"), flags), text(library.get("name"), flags)
-    client_ip = context.get("ip")
-    if type(client_ip) is not str:
-        if client_ip is not None:
-            contract.obj(client_ip, flags)  # flags the coercion
-        client_ip = request.ip
+    client_ip = contract.string_or(context.get("ip"), request.ip, flags)
+    user_agent = contract.string_or(context.get("userAgent"), request.user_agent, flags)
     return (
         request.project, kind, name, message_id, anonymous_id, user_id,
         platform_of(kind, context, os_name, library_name),
@@ -253,6 +253,7 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
         orjson.dumps(properties).decode(), orjson.dumps(traits).decode(), orjson.dumps(context).decode(),
         anonymize_ip(client_ip, rules.ip_mode), request.user_agent,
         flags, partition, offset,
+        *user_agents.parse(user_agent),
         r_index, e_index,  # not columns: where the event was, should Arrow refuse its row
     )
 
@@ -323,8 +324,10 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
         good = []
         for row in rows:
             if _events_table([row]) is None:
-                reject("processing_error", "a value of this event cannot be stored", row[0], row[25], row[33],
-                       row[34], row[35], row[36], row[2], row[3], "")
+                at = _EVENT_COLUMNS.index
+                reject("processing_error", "a value of this event cannot be stored", row[0], row[at("received_at")],
+                       row[at("kafka_partition")], row[at("kafka_offset")], row[-2], row[-1], row[at("event")],
+                       row[at("message_id")], "")
             else:
                 good.append(row)
         events = _events_table(good)

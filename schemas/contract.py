@@ -124,6 +124,15 @@ def obj(value, flags: list[str]) -> dict:
     return {}
 
 
+def string_or(value, default: str, flags: list[str]) -> str:
+    """A string where one belongs; absent means ``default``, another type too (and is flagged)."""
+    if type(value) is str:
+        return value
+    if value is not None:
+        _coerce(flags)
+    return default
+
+
 def merge_context(envelope: dict, context: dict) -> dict:
     """A batch's envelope ``context`` merged under an event's own, as Segment's API does (analytics-go sends
     ``context`` once per batch): the event's values win, objects present in both are merged key by key."""

@@ -142,3 +142,25 @@ def test_absent_client_times_are_null_and_the_corrected_timestamp_is_receipt(tmp
     assert store.query("SELECT client_timestamp IS NULL, sent_at IS NULL, toUnixTimestamp64Milli(timestamp) "
                        "FROM events").rows == [(1, 1, RECEIVED)]
     store.close()
+
+
+def test_user_agents_become_typed_columns_from_context_or_the_request():
+    safari = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+              "Version/17.2 Mobile/15E148 Safari/604.1")
+    chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+    body = orjson.dumps({"batch": [
+        {"type": "page", "userId": "u", "messageId": "web", "context": {"userAgent": safari}},
+        {"type": "track", "event": "e", "userId": "u", "messageId": "hdr"},
+        {"type": "track", "event": "e", "userId": "u", "messageId": "odd", "context": {"userAgent": ["x"]}},
+    ]})
+    bot = orjson.dumps({"batch": [{"type": "page", "userId": "u", "messageId": "bot"}]})
+    out = explode([(0, 5, encode_bundle([AcceptedRequest("acme", RECEIVED, "", chrome, body),
+                                         AcceptedRequest("acme", RECEIVED, "", "Googlebot/2.1 (+http://www.google.com/bot.html)",
+                                                         bot)]))], Rules())
+    rows = {r["message_id"]: r for r in out.events.to_pylist()}
+    ua = lambda r: (r["ua_browser"], r["ua_browser_version"], r["ua_os"], r["ua_os_version"], r["ua_device"],  # noqa: E731
+                    r["ua_is_bot"])
+    assert ua(rows["web"]) == ("Mobile Safari", "17.2", "iOS", "17.2", "iPhone", False)  # context.userAgent wins
+    assert ua(rows["hdr"]) == ("Chrome", "120.0.0", "Windows", "10", "", False)
+    assert ua(rows["odd"]) == ua(rows["hdr"]) and rows["odd"]["flags"] == [contract.COERCED]
+    assert ua(rows["bot"])[0] == "Googlebot" and ua(rows["bot"])[5] is True

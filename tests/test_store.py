@@ -20,6 +20,8 @@ def _rows(n: int, offset: int = 0) -> pa.Table:
                 cols[f.name].append(Decimal(i) / 100)
             elif pa.types.is_timestamp(f.type):
                 cols[f.name].append(1_767_225_600_000 + i)
+            elif pa.types.is_boolean(f.type):
+                cols[f.name].append(i % 2 == 0)
             elif pa.types.is_integer(f.type):
                 cols[f.name].append(offset + i)
             else:
