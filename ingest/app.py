@@ -155,7 +155,7 @@ class Collector:
                 if granted.bucket is not None:  # in debt already: refuse before reading the body
                     self._check_rate(granted, 0)
             limit = s.max_batch_bytes if kind == BATCH else s.max_event_bytes
-            raw = await read_body(proto, headers.get("content-length"), limit)
+            raw = await read_body(proto, headers.get("content-length"), limit, s.body_timeout_seconds)
             unread = False
             body = decompress(raw, headers.get("content-encoding"), limit)
             doc = decode(body, limit, single=kind != BATCH)

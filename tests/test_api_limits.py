@@ -4,9 +4,9 @@ Against the shared stack: Segment's size limits (32 KB per event, 500 KB per
 batch, 2,500 events), gzip truncation, chunked bodies, nesting, numbers and
 unicode, then a seeded fuzz pass over every ingest route that checks no input
 is answered 5xx and every refusal is counted in /metrics. Against a collector
-of its own (``python -m ingest.server``, keys from a file, a rate limit and a
-small header limit): key rotation, 429 + Retry-After, and 431 for oversized
-headers or URLs.
+of its own (``python -m ingest.server``, keys from a file, a rate limit, a
+small header limit and a short body timeout): key rotation, 429 + Retry-After,
+431 for oversized headers or URLs, and 408 for bodies that stall or trickle.
 """
 
 from __future__ import annotations
@@ -282,13 +282,17 @@ KEYS_FILE = {"acme": ["tuned-key-new-0001", "tuned-key-old-0001"],
              "slow": {"keys": ["tuned-key-slow-0001"], "rate_limit_events_per_s": 10}}
 
 
+BODY_TIMEOUT_S = 1.0
+
+
 @pytest.fixture(scope="module")
 def tuned(stack, tmp_path_factory):
     """A second collector process on the shared broker, served by ingest.server with its own settings."""
     keys_file = tmp_path_factory.mktemp("keys") / "keys.json"
     keys_file.write_text(json.dumps(KEYS_FILE))
     settings = dataclasses.replace(stack.settings, collector_port=free_port(), write_keys="",
-                                   write_keys_file=keys_file, max_header_bytes=8192)
+                                   write_keys_file=keys_file, max_header_bytes=8192,
+                                   body_timeout_seconds=BODY_TIMEOUT_S)
     env = {**os.environ, **settings.env(), "PYTHONUNBUFFERED": "1"}
     child = Child("tuned", [sys.executable, "-m", "ingest.server"], env, out=None)
     try:
@@ -350,3 +354,81 @@ def test_oversized_headers_and_urls_are_431(tuned):
     assert _raw_status(tuned, "/v1/batch", "X-Padding: " + "p" * 10_000 + "\r\n") == 431
     assert _raw_status(tuned, "/v1/batch?" + "q" * 10_000) in (414, 431)
     assert _raw_status(tuned, "/v1/batch", "X-Padding: " + "p" * 2_000 + "\r\n") == 200
+
+
+# --- slow bodies: the whole body within EVENTPIPE_BODY_TIMEOUT_SECONDS, else 408 ---------------------
+
+def _head(base: str, framing: str) -> bytes:
+    url = urllib.parse.urlsplit(base)
+    return (f"POST /v1/batch HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: {basic('tuned-key-new-0001')}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
+async def _slow_client(base: str, chunked: bool, pace: float | None) -> tuple[bytes, float]:
+    """Headers, then a body that never completes: nothing more (``pace`` None) or one byte every ``pace`` s.
+
+    Returns what the server answered and the seconds from sending the headers until it closed the connection."""
+    url = urllib.parse.urlsplit(base)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    started = time.monotonic()
+    writer.write(_head(base, "Transfer-Encoding: chunked" if chunked else "Content-Length: 1000"))
+
+    async def trickle():
+        while True:
+            await asyncio.sleep(pace)
+            writer.write(b"1\r\n \r\n" if chunked else b" ")
+
+    sender = asyncio.create_task(trickle()) if pace else None
+    answer = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), 30):
+            answer += chunk
+    except ConnectionResetError:  # only a trickling client: a byte of it reached the socket as it closed
+        assert pace
+    finally:
+        if sender:
+            sender.cancel()
+        writer.close()
+    return answer, time.monotonic() - started
+
+
+def _rejected(base: str, reason: str) -> float:
+    _, _, raw = get(base + "/metrics")
+    prefix = f'eventpipe_collector_rejected_requests_total{{reason="{reason}"}} '
+    return sum(float(line[len(prefix):]) for line in raw.decode().splitlines() if line.startswith(prefix))
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("pace", [None, 0.3], ids=["stalled", "trickle"])
+def test_slow_bodies_are_cut_off_with_408(tuned, chunked, pace):
+    held = 20
+    before = _rejected(tuned, "body_timeout")
+
+    async def hold_many():
+        return await asyncio.gather(*(_slow_client(tuned, chunked, pace) for _ in range(held)))
+
+    results = asyncio.run(hold_many())
+    took = sorted(seconds for _, seconds in results)
+    answered = [answer for answer, _ in results if answer]
+    print(f"\n{held} held connections closed after {took[0]:.3f}..{took[-1]:.3f} s (body timeout {BODY_TIMEOUT_S} s),"
+          f" {len(answered)} read the 408")
+    assert BODY_TIMEOUT_S - 0.01 <= took[0] and took[-1] < BODY_TIMEOUT_S + 0.5, took  # libuv timers: 1 ms steps
+    if pace is None:  # nothing unread on the connection: every client reads its 408 before the close
+        assert len(answered) == held
+    for answer in answered:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower(), head
+        assert orjson.loads(body)["code"] == "body_timeout"
+    assert wait_until(lambda: _rejected(tuned, "body_timeout") - before == held)
+    assert get(tuned + "/healthz")[0] == 200
+
+
+def test_a_body_sent_slowly_but_in_time_is_accepted(tuned):
+    body = orjson.dumps({"batch": [event()]})
+    url = urllib.parse.urlsplit(tuned)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(_head(tuned, f"Content-Length: {len(body)}"))
+        for i in range(0, len(body), len(body) // 4 + 1):  # in pieces over about half the body timeout
+            time.sleep(BODY_TIMEOUT_S / 8)
+            sock.sendall(body[i:i + len(body) // 4 + 1])
+        assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
