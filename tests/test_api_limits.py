@@ -1,12 +1,14 @@
 """Limits and hostile input: every oversize, malformed or abusive request gets a 4xx that names it, never a 5xx.
 
 Against the shared stack: Segment's size limits (32 KB per event, 500 KB per
-batch, 2,500 events), gzip truncation, chunked bodies, nesting, numbers and
-unicode, then a seeded fuzz pass over every ingest route that checks no input
-is answered 5xx and every refusal is counted in /metrics. Against a collector
-of its own (``python -m ingest.server``, keys from a file, a rate limit, a
-small header limit and a short body timeout): key rotation, 429 + Retry-After,
-431 for oversized headers or URLs, and 408 for bodies that stall or trickle.
+batch, 2,500 events), gzip truncation, chunked bodies, refused bodies read to
+their end (up to a bound) so that a client still sending gets its answer,
+nesting, numbers and unicode, then a seeded fuzz pass over every ingest route
+that checks no input is answered 5xx and every refusal is counted in /metrics.
+Against a collector of its own (``python -m ingest.server``, keys from a file,
+a rate limit, a small header limit and a short body timeout): key rotation,
+429 + Retry-After, 431 for oversized headers or URLs, 408 for bodies that
+stall or trickle, and the time bound on reading a refused body.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import select
 import socket
 import sys
 import time
@@ -31,6 +34,7 @@ import pytest
 
 from eventpipe.stack import Child, wait_http
 from ingest.app import ROUTES
+from ingest.body import DISCARD_BYTES
 from tests.conftest import free_port
 from tests.http import basic, get, post
 
@@ -90,6 +94,46 @@ def _post_chunked(stack, chunks) -> tuple[int, dict]:
         conn.close()
 
 
+def _head(base: str, key: str, framing: str) -> bytes:
+    url = urllib.parse.urlsplit(base)
+    return (f"POST /v1/batch HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: {basic(key)}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+PIECE = _chunk(b" " * 8192)
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes, dict]:
+    """Status, lower-cased head and JSON body of the answer waiting on ``sock``."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole answer: {raw!r}"
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split(b" ", 2)[1]), head.lower(), orjson.loads(body)
+
+
+def _refused_mid_stream(base: str, key: str, limit: int) -> tuple[socket.socket, float]:
+    """A chunked request sent just past ``limit``: the socket with the body still open and the 413 waiting on it,
+    and when the headers went out."""
+    url = urllib.parse.urlsplit(base)
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    started = time.monotonic()
+    sock.sendall(_head(base, key, "Transfer-Encoding: chunked") + _chunk(b'{"batch": ['))
+    for _ in range(limit // 8192 + 2):
+        sock.sendall(PIECE)
+    assert select.select([sock], [], [], 10)[0], "no answer to a body over the limit"
+    return sock, started
+
+
 def test_chunked_bodies_are_read_up_to_the_limit_only(stack):
     body = orjson.dumps({"batch": [event()]})
     assert _post_chunked(stack, [body[:10], body[10:]]) == (200, {"success": True})
@@ -97,6 +141,47 @@ def test_chunked_bodies_are_read_up_to_the_limit_only(stack):
     pieces = [b" " * 8192] * (limit // 8192 + 2)  # just over the limit, never announced
     status, doc = _post_chunked(stack, [b'{"batch": ['] + pieces + [b"]}"])
     assert (status, doc["code"]) == (413, "body_too_large")
+    # The same with the race it used to lose made certain: the 413 is out while the client still sends.
+    # The collector reads and drops the rest, so the client can write its whole body, read the answer,
+    # and see an orderly close (a reset would raise here).
+    sock, _ = _refused_mid_stream(stack.collector_url, KEY, limit)
+    with sock:
+        time.sleep(0.1)  # a collector that closes as soon as it has answered has done so by now
+        for _ in range(16):
+            sock.sendall(PIECE)
+        sock.sendall(_chunk(b"]}") + b"0\r\n\r\n")
+        status, head, doc = _answer(sock)
+        assert (status, doc["code"]) == (413, "body_too_large") and b"connection: close" in head
+        assert sock.recv(1) == b""
+
+
+@pytest.mark.parametrize("key,declared,expected", [("no-such-key", 100_000, (401, "invalid_write_key")),
+                                                   (KEY, 600_000, (413, "body_too_large"))],
+                         ids=["401-basic", "413-content-length"])
+def test_bodies_refused_unread_are_drained_so_the_answer_arrives(stack, key, declared, expected):
+    """A 401 from HTTP Basic or a 413 from Content-Length is answered before any byte of the body is read."""
+    url = urllib.parse.urlsplit(stack.collector_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(_head(stack.collector_url, key, f"Content-Length: {declared}"))
+        assert select.select([sock], [], [], 10)[0], "no answer"
+        time.sleep(0.1)  # as in the test above
+        for sent in range(0, declared, 8192):  # the whole body, written as a client streams it
+            sock.sendall(b" " * min(8192, declared - sent))
+        status, head, doc = _answer(sock)
+        assert (status, doc["code"]) == expected
+        assert b"connection: close" in head and sock.recv(1) == b""
+
+
+def test_a_refused_body_is_drained_only_up_to_a_byte_cap(stack):
+    sock, started = _refused_mid_stream(stack.collector_url, KEY, stack.settings.max_batch_bytes)
+    sent = 0
+    with sock, pytest.raises(OSError):  # the collector stops reading and resets the connection
+        while sent < 64 * DISCARD_BYTES:
+            sock.sendall(PIECE)
+            sent += len(PIECE)
+    took = time.monotonic() - started
+    print(f"\ncut off after {sent} bytes past the limit in {took:.3f} s")
+    assert took < stack.settings.body_timeout_seconds / 2  # by the byte cap, long before the body's deadline
 
 
 @pytest.mark.parametrize("depth,code", [(200, None), (253, "too_deep"), (1100, "malformed_json")])
@@ -283,6 +368,7 @@ KEYS_FILE = {"acme": ["tuned-key-new-0001", "tuned-key-old-0001"],
 
 
 BODY_TIMEOUT_S = 1.0
+TUNED_KEY = "tuned-key-new-0001"
 
 
 @pytest.fixture(scope="module")
@@ -358,12 +444,6 @@ def test_oversized_headers_and_urls_are_431(tuned):
 
 # --- slow bodies: the whole body within EVENTPIPE_BODY_TIMEOUT_SECONDS, else 408 ---------------------
 
-def _head(base: str, framing: str) -> bytes:
-    url = urllib.parse.urlsplit(base)
-    return (f"POST /v1/batch HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: {basic('tuned-key-new-0001')}\r\n"
-            f"Content-Type: application/json\r\n{framing}\r\n\r\n").encode()
-
-
 async def _slow_client(base: str, chunked: bool, pace: float | None) -> tuple[bytes, float]:
     """Headers, then a body that never completes: nothing more (``pace`` None) or one byte every ``pace`` s.
 
@@ -371,7 +451,7 @@ async def _slow_client(base: str, chunked: bool, pace: float | None) -> tuple[by
     url = urllib.parse.urlsplit(base)
     reader, writer = await asyncio.open_connection(url.hostname, url.port)
     started = time.monotonic()
-    writer.write(_head(base, "Transfer-Encoding: chunked" if chunked else "Content-Length: 1000"))
+    writer.write(_head(base, TUNED_KEY, "Transfer-Encoding: chunked" if chunked else "Content-Length: 1000"))
 
     async def trickle():
         while True:
@@ -427,8 +507,25 @@ def test_a_body_sent_slowly_but_in_time_is_accepted(tuned):
     body = orjson.dumps({"batch": [event()]})
     url = urllib.parse.urlsplit(tuned)
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(_head(tuned, f"Content-Length: {len(body)}"))
+        sock.sendall(_head(tuned, TUNED_KEY, f"Content-Length: {len(body)}"))
         for i in range(0, len(body), len(body) // 4 + 1):  # in pieces over about half the body timeout
             time.sleep(BODY_TIMEOUT_S / 8)
             sock.sendall(body[i:i + len(body) // 4 + 1])
         assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_refused_body_is_drained_only_until_the_body_timeout(stack, tuned):
+    sock, started = _refused_mid_stream(tuned, TUNED_KEY, stack.settings.max_batch_bytes)
+    with sock:
+        assert _answer(sock)[0] == 413
+        closed = False
+        while not closed and time.monotonic() - started < 10 * BODY_TIMEOUT_S:  # 20 KB/s: far below the byte cap
+            try:
+                sock.sendall(_chunk(b" " * 1024))
+                if select.select([sock], [], [], 0.05)[0]:
+                    closed = sock.recv(1) == b""
+            except OSError:  # a reset
+                closed = True
+        took = time.monotonic() - started
+    print(f"\ndrain of a trickling body cut off after {took:.3f} s (body timeout {BODY_TIMEOUT_S} s)")
+    assert closed and BODY_TIMEOUT_S - 0.01 <= took < BODY_TIMEOUT_S + 0.5
