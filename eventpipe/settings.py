@@ -55,6 +55,11 @@ class Settings:
     max_batch_events: int = 2500
     # Request line + headers of one request; over it the server answers 431.
     max_header_bytes: int = 32 * 1024
+    # Seconds a request body may take to arrive in full, counted from its headers; past it: 408 and the
+    # connection closes (a client that stalls or trickles its body holds nothing longer). 500 KB in 5 s needs
+    # 0.8 Mbit/s. The rest of a refused body is read and dropped until then too (at most 1 MiB), so that its
+    # client can read the answer.
+    body_timeout_seconds: float = 5.0
     # A request whose Kafka ack takes longer is answered 503 + Retry-After (its record may still land).
     ack_timeout_ms: int = 2000
     # Bytes accepted but not yet acked by Kafka, per collector process; past it: 503.

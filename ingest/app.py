@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from eventpipe.settings import Settings
 from ingest import metrics
 from ingest.batch import decode, judge_batch, judge_single, write_key_in
-from ingest.body import decompress, read_body
+from ingest.body import Body, decompress
 from ingest.cors import Cors
 from ingest.errors import RETRY_AFTER_S, Rejected, Unavailable, error_body
 from ingest.keys import KeyRing, redact, write_key_from_basic
@@ -117,8 +117,10 @@ class Collector:
         kind = ROUTES.get(path)
         if kind is None and path.endswith("/"):
             kind = ROUTES.get(path[:-1])
+        incoming = None
         if kind is not None and method == "POST":
-            status, headers, body = await self._ingest(scope, proto, kind)
+            incoming = Body(proto, self.settings.body_timeout_seconds)
+            status, headers, body = await self._ingest(scope, incoming, kind)
         elif kind is not None and method == "OPTIONS":  # CORS preflight
             status, headers, body = 204, self.cors.preflight(scope.headers.get("origin")), b""
         elif kind is not None:
@@ -137,14 +139,15 @@ class Collector:
             proto.response_empty(status, headers)
         else:
             proto.response_bytes(status, headers, body)
+        if incoming is not None and not incoming.complete:  # refused before the whole body was read
+            await incoming.discard()
 
-    async def _ingest(self, scope, proto, kind: str) -> tuple[int, list, bytes]:
+    async def _ingest(self, scope, incoming: Body, kind: str) -> tuple[int, list, bytes]:
         started = time.perf_counter()
         s = self.settings
         headers = scope.headers
         cors = self.cors.headers(headers.get("origin"))
         events = 0
-        unread = True  # refused before the body was read: the connection cannot carry another request
         try:
             granted = None
             basic = write_key_from_basic(headers.get("authorization"))
@@ -155,8 +158,7 @@ class Collector:
                 if granted.bucket is not None:  # in debt already: refuse before reading the body
                     self._check_rate(granted, 0)
             limit = s.max_batch_bytes if kind == BATCH else s.max_event_bytes
-            raw = await read_body(proto, headers.get("content-length"), limit)
-            unread = False
+            raw = await incoming.read(headers.get("content-length"), limit)
             body = decompress(raw, headers.get("content-encoding"), limit)
             doc = decode(body, limit, single=kind != BATCH)
             if granted is None:  # no HTTP Basic: the key must be in the body
@@ -179,7 +181,8 @@ class Collector:
         except Rejected as rej:
             metrics.REJECTED.labels(rej.code).inc()
             metrics.EVENTS.labels("rejected").inc(events)
-            return rej.status, JSON + rej.headers + cors + (CLOSE if unread else []), rej.body()
+            # refused before the whole body was read: the connection cannot carry another request
+            return rej.status, JSON + rej.headers + cors + ([] if incoming.complete else CLOSE), rej.body()
         request = AcceptedRequest(granted.project, int(time.time() * 1000), client_ip(scope),
                                   headers.get("user-agent") or "", body)
         try:

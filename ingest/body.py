@@ -1,14 +1,21 @@
-"""Reading a request body without trusting what the client says about its size.
+"""Reading a request body without trusting what the client says about its size or how fast it sends.
 
 A body can announce its length (Content-Length), stream it (chunked) or
 shrink it (gzip). Each way is bounded here before any byte is parsed: a
 declared length over the limit is refused unread, a stream is cut off at the
 limit, and gzip is inflated only up to the limit (a gzip bomb costs at most
-``limit`` bytes of output, never its full size).
+``limit`` bytes of output, never its full size). The whole body must also
+arrive within a time limit: granian bounds only the wait for headers (hyper's
+header read timeout, 30 s), and once the handler awaits a body nothing would
+stop a client that stalls or trickles it from holding the connection forever.
+A body refused before it was read to its end is still read, and dropped, after
+the answer (within the same deadline and a byte cap), so that the client can
+read that answer: see `Body.discard`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 from granian.rsgi import ProtocolClosed, ProtocolError
@@ -19,28 +26,79 @@ GZIP = frozenset({"gzip", "x-gzip"})
 IDENTITY = frozenset({"", "identity"})
 
 
+# Bytes a refused body may still send and have read, so that its client can read the answer (twice the
+# default batch limit: a client over a limit is usually over it by little).
+DISCARD_BYTES = 1024 * 1024
+
+
 def too_large(limit: int, what: str = "the body") -> Rejected:
     return Rejected(413, "body_too_large", f"{what} exceeds {limit} bytes")
 
 
-async def read_body(proto, content_length: str | None, limit: int) -> bytes:
-    """The raw body, at most ``limit`` bytes; 413 past it, 400 if the client stops sending."""
-    try:
+class Body:
+    """One request's body: read within a size limit and a deadline, or, once refused, discarded within bounds."""
+
+    __slots__ = ("proto", "timeout", "deadline", "chunks", "complete")
+
+    def __init__(self, proto, timeout: float):
+        self.proto = proto
+        self.timeout = timeout
+        self.deadline = asyncio.get_running_loop().time() + timeout
+        self.chunks = None  # a chunked body's stream once reading began (granian gives out one per request)
+        self.complete = False  # read to its end, so the connection can carry another request
+
+    async def read(self, content_length: str | None, limit: int) -> bytes:
+        """The raw body, at most ``limit`` bytes; 413 past the size, 408 past the deadline, 400 if the client
+        stops sending."""
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                raw = await self._read(content_length, limit)
+        except TimeoutError:
+            raise Rejected(408, "body_timeout", f"the body did not arrive within {self.timeout:g} s") from None
+        except (ProtocolClosed, ProtocolError):
+            raise Rejected(400, "incomplete_body", "the connection closed before the whole body arrived") from None
+        self.complete = True
+        return raw
+
+    async def _read(self, content_length: str | None, limit: int) -> bytes:
         if content_length is not None:
             if not (content_length.isascii() and content_length.isdigit()):
                 raise Rejected(400, "bad_content_length", "Content-Length is not a number")
             if int(content_length) > limit:
                 raise too_large(limit)
-            return await proto()
-        chunks, size = [], 0  # no length announced: a chunked stream, cut off at the limit
-        async for chunk in proto:
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except (ProtocolClosed, ProtocolError):
-        raise Rejected(400, "incomplete_body", "the connection closed before the whole body arrived") from None
+            return await self.proto()
+        # No length announced: a chunked stream, cut off at the limit. The stream is kept for discard() and
+        # walked with anext(): `async for` would ask granian for a second stream, and anext() with a default
+        # crashes granian's worker (2.8.9) at the end of the stream.
+        self.chunks = chunks = aiter(self.proto)
+        parts, size = [], 0
+        try:
+            while True:
+                chunk = await anext(chunks)
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                parts.append(chunk)
+        except StopAsyncIteration:
+            return b"".join(parts)
+
+    async def discard(self) -> None:
+        """Read and drop the rest of a refused body, after its answer went out: a lingering close.
+
+        hyper closes the connection once the answer is sent and the handler is done with the body. A
+        socket closed with unread bytes in it sends a reset, which can destroy the answer before the
+        client reads it, and a client still writing its body gets EPIPE instead of the answer. Read to
+        the end, the body lets the connection close in order. The reading stops at DISCARD_BYTES and
+        at the body's deadline, so a client that keeps sending cannot hold the connection; past the
+        deadline (a 408), or when the body was taken by a read that failed, it ends at once."""
+        left = DISCARD_BYTES
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                chunks = aiter(self.proto) if self.chunks is None else self.chunks
+                while left > 0:
+                    left -= len(await anext(chunks))
+        except (StopAsyncIteration, TimeoutError, ProtocolClosed, ProtocolError):
+            pass
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:

@@ -2,9 +2,11 @@
 
 A request line or headers can only be bounded while they are parsed, which
 granian (hyper) does before any Python code sees the request: past
-``max_header_bytes`` it answers 431 itself. Bodies are bounded in the handler
-(ingest.body). ``eventpipe collector`` and ``python -m ingest.server`` both
-serve through :func:`serve`.
+``max_header_bytes`` it answers 431 itself, and a client that takes longer
+than 30 s (granian's ``header_read_timeout``) to send them is disconnected.
+granian has no such timeout for bodies, so bodies are bounded in size and in
+time in the handler (ingest.body). ``eventpipe collector`` and
+``python -m ingest.server`` both serve through :func:`serve`.
 """
 
 from __future__ import annotations

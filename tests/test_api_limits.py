@@ -1,12 +1,14 @@
 """Limits and hostile input: every oversize, malformed or abusive request gets a 4xx that names it, never a 5xx.
 
 Against the shared stack: Segment's size limits (32 KB per event, 500 KB per
-batch, 2,500 events), gzip truncation, chunked bodies, nesting, numbers and
-unicode, then a seeded fuzz pass over every ingest route that checks no input
-is answered 5xx and every refusal is counted in /metrics. Against a collector
-of its own (``python -m ingest.server``, keys from a file, a rate limit and a
-small header limit): key rotation, 429 + Retry-After, and 431 for oversized
-headers or URLs.
+batch, 2,500 events), gzip truncation, chunked bodies, refused bodies read to
+their end (up to a bound) so that a client still sending gets its answer,
+nesting, numbers and unicode, then a seeded fuzz pass over every ingest route
+that checks no input is answered 5xx and every refusal is counted in /metrics.
+Against a collector of its own (``python -m ingest.server``, keys from a file,
+a rate limit, a small header limit and a short body timeout): key rotation,
+429 + Retry-After, 431 for oversized headers or URLs, 408 for bodies that
+stall or trickle, and the time bound on reading a refused body.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import select
 import socket
 import sys
 import time
@@ -31,6 +34,7 @@ import pytest
 
 from eventpipe.stack import Child, wait_http
 from ingest.app import ROUTES
+from ingest.body import DISCARD_BYTES
 from tests.conftest import free_port
 from tests.http import basic, get, post
 
@@ -90,6 +94,46 @@ def _post_chunked(stack, chunks) -> tuple[int, dict]:
         conn.close()
 
 
+def _head(base: str, key: str, framing: str) -> bytes:
+    url = urllib.parse.urlsplit(base)
+    return (f"POST /v1/batch HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: {basic(key)}\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+PIECE = _chunk(b" " * 8192)
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes, dict]:
+    """Status, lower-cased head and JSON body of the answer waiting on ``sock``."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole answer: {raw!r}"
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split(b" ", 2)[1]), head.lower(), orjson.loads(body)
+
+
+def _refused_mid_stream(base: str, key: str, limit: int) -> tuple[socket.socket, float]:
+    """A chunked request sent just past ``limit``: the socket with the body still open and the 413 waiting on it,
+    and when the headers went out."""
+    url = urllib.parse.urlsplit(base)
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    started = time.monotonic()
+    sock.sendall(_head(base, key, "Transfer-Encoding: chunked") + _chunk(b'{"batch": ['))
+    for _ in range(limit // 8192 + 2):
+        sock.sendall(PIECE)
+    assert select.select([sock], [], [], 10)[0], "no answer to a body over the limit"
+    return sock, started
+
+
 def test_chunked_bodies_are_read_up_to_the_limit_only(stack):
     body = orjson.dumps({"batch": [event()]})
     assert _post_chunked(stack, [body[:10], body[10:]]) == (200, {"success": True})
@@ -97,6 +141,47 @@ def test_chunked_bodies_are_read_up_to_the_limit_only(stack):
     pieces = [b" " * 8192] * (limit // 8192 + 2)  # just over the limit, never announced
     status, doc = _post_chunked(stack, [b'{"batch": ['] + pieces + [b"]}"])
     assert (status, doc["code"]) == (413, "body_too_large")
+    # The same with the race it used to lose made certain: the 413 is out while the client still sends.
+    # The collector reads and drops the rest, so the client can write its whole body, read the answer,
+    # and see an orderly close (a reset would raise here).
+    sock, _ = _refused_mid_stream(stack.collector_url, KEY, limit)
+    with sock:
+        time.sleep(0.1)  # a collector that closes as soon as it has answered has done so by now
+        for _ in range(16):
+            sock.sendall(PIECE)
+        sock.sendall(_chunk(b"]}") + b"0\r\n\r\n")
+        status, head, doc = _answer(sock)
+        assert (status, doc["code"]) == (413, "body_too_large") and b"connection: close" in head
+        assert sock.recv(1) == b""
+
+
+@pytest.mark.parametrize("key,declared,expected", [("no-such-key", 100_000, (401, "invalid_write_key")),
+                                                   (KEY, 600_000, (413, "body_too_large"))],
+                         ids=["401-basic", "413-content-length"])
+def test_bodies_refused_unread_are_drained_so_the_answer_arrives(stack, key, declared, expected):
+    """A 401 from HTTP Basic or a 413 from Content-Length is answered before any byte of the body is read."""
+    url = urllib.parse.urlsplit(stack.collector_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(_head(stack.collector_url, key, f"Content-Length: {declared}"))
+        assert select.select([sock], [], [], 10)[0], "no answer"
+        time.sleep(0.1)  # as in the test above
+        for sent in range(0, declared, 8192):  # the whole body, written as a client streams it
+            sock.sendall(b" " * min(8192, declared - sent))
+        status, head, doc = _answer(sock)
+        assert (status, doc["code"]) == expected
+        assert b"connection: close" in head and sock.recv(1) == b""
+
+
+def test_a_refused_body_is_drained_only_up_to_a_byte_cap(stack):
+    sock, started = _refused_mid_stream(stack.collector_url, KEY, stack.settings.max_batch_bytes)
+    sent = 0
+    with sock, pytest.raises(OSError):  # the collector stops reading and resets the connection
+        while sent < 64 * DISCARD_BYTES:
+            sock.sendall(PIECE)
+            sent += len(PIECE)
+    took = time.monotonic() - started
+    print(f"\ncut off after {sent} bytes past the limit in {took:.3f} s")
+    assert took < stack.settings.body_timeout_seconds / 2  # by the byte cap, long before the body's deadline
 
 
 @pytest.mark.parametrize("depth,code", [(200, None), (253, "too_deep"), (1100, "malformed_json")])
@@ -282,13 +367,18 @@ KEYS_FILE = {"acme": ["tuned-key-new-0001", "tuned-key-old-0001"],
              "slow": {"keys": ["tuned-key-slow-0001"], "rate_limit_events_per_s": 10}}
 
 
+BODY_TIMEOUT_S = 1.0
+TUNED_KEY = "tuned-key-new-0001"
+
+
 @pytest.fixture(scope="module")
 def tuned(stack, tmp_path_factory):
     """A second collector process on the shared broker, served by ingest.server with its own settings."""
     keys_file = tmp_path_factory.mktemp("keys") / "keys.json"
     keys_file.write_text(json.dumps(KEYS_FILE))
     settings = dataclasses.replace(stack.settings, collector_port=free_port(), write_keys="",
-                                   write_keys_file=keys_file, max_header_bytes=8192)
+                                   write_keys_file=keys_file, max_header_bytes=8192,
+                                   body_timeout_seconds=BODY_TIMEOUT_S)
     env = {**os.environ, **settings.env(), "PYTHONUNBUFFERED": "1"}
     child = Child("tuned", [sys.executable, "-m", "ingest.server"], env, out=None)
     try:
@@ -350,3 +440,92 @@ def test_oversized_headers_and_urls_are_431(tuned):
     assert _raw_status(tuned, "/v1/batch", "X-Padding: " + "p" * 10_000 + "\r\n") == 431
     assert _raw_status(tuned, "/v1/batch?" + "q" * 10_000) in (414, 431)
     assert _raw_status(tuned, "/v1/batch", "X-Padding: " + "p" * 2_000 + "\r\n") == 200
+
+
+# --- slow bodies: the whole body within EVENTPIPE_BODY_TIMEOUT_SECONDS, else 408 ---------------------
+
+async def _slow_client(base: str, chunked: bool, pace: float | None) -> tuple[bytes, float]:
+    """Headers, then a body that never completes: nothing more (``pace`` None) or one byte every ``pace`` s.
+
+    Returns what the server answered and the seconds from sending the headers until it closed the connection."""
+    url = urllib.parse.urlsplit(base)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    started = time.monotonic()
+    writer.write(_head(base, TUNED_KEY, "Transfer-Encoding: chunked" if chunked else "Content-Length: 1000"))
+
+    async def trickle():
+        while True:
+            await asyncio.sleep(pace)
+            writer.write(b"1\r\n \r\n" if chunked else b" ")
+
+    sender = asyncio.create_task(trickle()) if pace else None
+    answer = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), 30):
+            answer += chunk
+    except ConnectionResetError:  # only a trickling client: a byte of it reached the socket as it closed
+        assert pace
+    finally:
+        if sender:
+            sender.cancel()
+        writer.close()
+    return answer, time.monotonic() - started
+
+
+def _rejected(base: str, reason: str) -> float:
+    _, _, raw = get(base + "/metrics")
+    prefix = f'eventpipe_collector_rejected_requests_total{{reason="{reason}"}} '
+    return sum(float(line[len(prefix):]) for line in raw.decode().splitlines() if line.startswith(prefix))
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("pace", [None, 0.3], ids=["stalled", "trickle"])
+def test_slow_bodies_are_cut_off_with_408(tuned, chunked, pace):
+    held = 20
+    before = _rejected(tuned, "body_timeout")
+
+    async def hold_many():
+        return await asyncio.gather(*(_slow_client(tuned, chunked, pace) for _ in range(held)))
+
+    results = asyncio.run(hold_many())
+    took = sorted(seconds for _, seconds in results)
+    answered = [answer for answer, _ in results if answer]
+    print(f"\n{held} held connections closed after {took[0]:.3f}..{took[-1]:.3f} s (body timeout {BODY_TIMEOUT_S} s),"
+          f" {len(answered)} read the 408")
+    assert BODY_TIMEOUT_S - 0.01 <= took[0] and took[-1] < BODY_TIMEOUT_S + 0.5, took  # libuv timers: 1 ms steps
+    if pace is None:  # nothing unread on the connection: every client reads its 408 before the close
+        assert len(answered) == held
+    for answer in answered:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower(), head
+        assert orjson.loads(body)["code"] == "body_timeout"
+    assert wait_until(lambda: _rejected(tuned, "body_timeout") - before == held)
+    assert get(tuned + "/healthz")[0] == 200
+
+
+def test_a_body_sent_slowly_but_in_time_is_accepted(tuned):
+    body = orjson.dumps({"batch": [event()]})
+    url = urllib.parse.urlsplit(tuned)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(_head(tuned, TUNED_KEY, f"Content-Length: {len(body)}"))
+        for i in range(0, len(body), len(body) // 4 + 1):  # in pieces over about half the body timeout
+            time.sleep(BODY_TIMEOUT_S / 8)
+            sock.sendall(body[i:i + len(body) // 4 + 1])
+        assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_refused_body_is_drained_only_until_the_body_timeout(stack, tuned):
+    sock, started = _refused_mid_stream(tuned, TUNED_KEY, stack.settings.max_batch_bytes)
+    with sock:
+        assert _answer(sock)[0] == 413
+        closed = False
+        while not closed and time.monotonic() - started < 10 * BODY_TIMEOUT_S:  # 20 KB/s: far below the byte cap
+            try:
+                sock.sendall(_chunk(b" " * 1024))
+                if select.select([sock], [], [], 0.05)[0]:
+                    closed = sock.recv(1) == b""
+            except OSError:  # a reset
+                closed = True
+        took = time.monotonic() - started
+    print(f"\ndrain of a trickling body cut off after {took:.3f} s (body timeout {BODY_TIMEOUT_S} s)")
+    assert closed and BODY_TIMEOUT_S - 0.01 <= took < BODY_TIMEOUT_S + 0.5
