@@ -1,4 +1,6 @@
-# Every install step lives here: a fresh machine needs only python3 (3.11+), java (17+), mvn and make.
+# The Python and Kafka install steps live here: `make up` needs python3 (3.11+), java (17+), mvn and make.
+# `make test` also needs go, node (20+) with npm, and chromium (`make browser`); on first use the tests
+# install the Node and Go clients they run (tests/clients/install.sh) and validate.sh its k8s tools.
 VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
