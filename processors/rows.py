@@ -59,6 +59,7 @@ EVENTS_SCHEMA = pa.schema(
        pa.field("kafka_offset", pa.uint64(), nullable=False)]
     + [pa.field(n, pa.string(), nullable=False) for n in user_agents.COLUMNS[:-1]]
     + [pa.field(user_agents.COLUMNS[-1], pa.bool_(), nullable=False)]
+    + [pa.field(n, pa.string(), nullable=False) for n in ("group_id", "previous_id")]
 )
 
 REJECTED_SCHEMA = pa.schema([
@@ -206,6 +207,8 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
     if sent is None:
         sent = batch_sent
     raw_ts = ev.get("timestamp")
+    if raw_ts is None:  # the spec's other name for the client's clock (RudderStack sends only this one)
+        raw_ts = ev.get("originalTimestamp")
     client = parse_ms(raw_ts)
     if client is None:
         corrected = received
@@ -254,6 +257,8 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
         anonymize_ip(client_ip, rules.ip_mode), request.user_agent,
         flags, partition, offset,
         *user_agents.parse(user_agent),
+        contract.id_text(ev["groupId"]) if kind == "group" else "",
+        contract.id_text(ev["previousId"]) if kind == "alias" else "",
         r_index, e_index,  # not columns: where the event was, should Arrow refuse its row
     )
 

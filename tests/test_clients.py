@@ -43,7 +43,6 @@ class Client:
     generated_id: re.Pattern  # the messageId the client makes for a call without one
     identify_traits: dict
     page_properties_extra: dict  # what the client adds to a page call's properties
-    own_time_in_timestamp: bool  # a call without a timestamp gets the client's clock in `timestamp`
 
 
 CLIENTS = [
@@ -52,19 +51,19 @@ CLIENTS = [
             "device": {"manufacturer": "Apple", "model": "MacBookPro18,3"}, "locale": "pt-BR",
             "timezone": "America/Sao_Paulo", "ip": "198.51.100.23"},
            re.compile(r"^node-next-\d{13}-[0-9a-f-]{36}$"),
-           {"email": "node@example.com", "name": "Node Js", "logins": 3}, {"category": "Docs"}, True),
+           {"email": "node@example.com", "name": "Node Js", "logins": 3}, {"category": "Docs"}),
     # RudderStack names its library "analytics-node" (the name of Segment's old Node client)
     Client("rudderstack-node", "node", "rudderstack.mjs", ("analytics-node", "3.0.13"), "analytics-node/3.0.13",
            {"app": {"name": "rudder-shop", "version": "7.3.0", "build": "730"}, "os": {"name": "Windows", "version": "11"},
             "device": {"manufacturer": "Dell", "model": "XPS 13"}, "locale": "ja-JP", "timezone": "Asia/Tokyo",
             "ip": "192.0.2.201"},
-           UUID, {"email": "rudder@example.com", "name": "Rudder Stack", "logins": 3}, {}, False),
+           UUID, {"email": "rudder@example.com", "name": "Rudder Stack", "logins": 3}, {}),
     # gopkg.in/segmentio/analytics-go.v3 v3.1.0 still declares Version = "3.0.0"
     Client("segment-go", "go", None, ("analytics-go", "3.0.0"), "analytics-go (version: 3.0.0)",
            {"app": {"name": "go-shop", "version": "2.4.1", "build": "241"}, "os": {"name": "Linux", "version": "6.8"},
             "device": {"manufacturer": "Lenovo", "model": "ThinkPad X1"}, "locale": "hi-IN", "timezone": "Asia/Kolkata",
             "ip": "203.0.113.77", "source": "eventpipe-tests"},
-           UUID, {"email": "go@example.com", "name": "Go Pher", "logins": 3}, {}, True),
+           UUID, {"email": "go@example.com", "name": "Go Pher", "logins": 3}, {}),
 ]
 
 COLUMNS = ("type, event, name, message_id, anonymous_id, user_id, properties, traits, context, library_name, "
@@ -72,7 +71,7 @@ COLUMNS = ("type, event, name, message_id, anonymous_id, user_id, properties, tr
            "device_model, locale, timezone, page_path, page_url, page_referrer, toFloat64(revenue) AS revenue, ip, "
            "user_agent, platform, flags, toUnixTimestamp64Milli(timestamp) AS ts, "
            "toUnixTimestamp64Milli(client_timestamp) AS client_ts, toUnixTimestamp64Milli(sent_at) AS sent_ts, "
-           "toUnixTimestamp64Milli(received_at) AS received_ts")
+           "toUnixTimestamp64Milli(received_at) AS received_ts, group_id, previous_id")
 NAMES = [column.split(" AS ")[-1] for column in COLUMNS.split(", ")]
 
 
@@ -154,6 +153,8 @@ def test_official_client_lands_every_call_once_with_its_fields(stack, installed,
         assert json.loads(row["traits"]) == traits, where
         assert "message_id_generated" not in row["flags"] and "field_coerced" not in row["flags"], where
         assert row["revenue"] == (12.5 if suffix == "track" else 0), where
+        assert (row["group_id"], row["previous_id"]) == ({"group": f"{run}-group"}.get(suffix, ""),
+                                                         {"alias": anon}.get(suffix, "")), where
 
         # context: the library as the client names itself, and the typed columns of what the program sent
         # (for analytics-go all of it comes from the batch envelope, merged into each event)
@@ -178,12 +179,9 @@ def test_official_client_lands_every_call_once_with_its_fields(stack, installed,
 
         # times: the client's own, when it sent the batch, when the collector got it, and the corrected one
         assert started - 1000 <= row["sent_ts"] <= row["received_ts"] + 1000 and row["received_ts"] <= ended + 1000, where
-        if suffix == "viewed":  # no explicit timestamp: the client's clock at the call, or none
-            if client.own_time_in_timestamp:
-                assert started - 1000 <= row["client_ts"] <= row["sent_ts"], where
-            else:  # RudderStack puts its clock in `originalTimestamp`, which is not a Segment field
-                assert row["client_ts"] is None and row["ts"] == row["received_ts"], where
-                continue
+        if suffix == "viewed":  # no explicit timestamp: the client's clock at the call
+            # (RudderStack sends it only as `originalTimestamp`, which the processor reads when `timestamp` is absent)
+            assert started - 1000 <= row["client_ts"] <= row["sent_ts"], where
         else:
             assert row["client_ts"] == at + (1000 if kind in ("page", "screen", "group", "alias") else 0), where
         assert row["ts"] == row["client_ts"] + row["received_ts"] - row["sent_ts"], where  # skew-corrected

@@ -164,3 +164,14 @@ def test_user_agents_become_typed_columns_from_context_or_the_request():
     assert ua(rows["hdr"]) == ("Chrome", "120.0.0", "Windows", "10", "", False)
     assert ua(rows["odd"]) == ua(rows["hdr"]) and rows["odd"]["flags"] == [contract.COERCED]
     assert ua(rows["bot"])[0] == "Googlebot" and ua(rows["bot"])[5] is True
+
+
+def test_group_and_previous_ids_are_stored_and_original_timestamp_stands_in_for_timestamp():
+    out = _explode({"type": "group", "userId": "u", "groupId": 42, "messageId": "g", "groupId_x": 1},
+                   {"type": "alias", "userId": "u", "previousId": "anon-7", "messageId": "a"},
+                   {"type": "track", "event": "e", "userId": "u", "messageId": "o",
+                    "originalTimestamp": "2025-12-31T23:59:00Z"})
+    rows = {r["message_id"]: r for r in out.events.to_pylist()}
+    assert (rows["g"]["group_id"], rows["g"]["previous_id"]) == ("42", "")
+    assert (rows["a"]["group_id"], rows["a"]["previous_id"]) == ("", "anon-7")
+    assert int(rows["o"]["client_timestamp"].timestamp() * 1000) == RECEIVED - 60_000
