@@ -367,3 +367,12 @@ def test_a_hundred_future_days_in_one_batch_do_not_fail_the_insert(store):
     records = [(0, 1, encode_bundle([AcceptedRequest("acme", RECEIVED, "203.0.113.7", "ua", body)]))]
     insert_like_the_writer(store, records, Rules(), check=False)
 
+
+def test_a_long_max_age_does_not_let_one_batch_span_too_many_days(store):
+    """EVENTPIPE_MAX_EVENT_AGE_DAYS is free: with a year, late events of 101 distinct days are all valid, and
+    one insert of them breaks max_partitions_per_insert_block (the events table is partitioned by day)."""
+    events = [{**BASE, "messageId": f"late{i}", "timestamp": f"2025-{1 + i // 28:02d}-{1 + i % 28:02d}T00:00:00Z"}
+              for i in range(101)]
+    body = orjson.dumps({"batch": events, "sentAt": "2026-01-01T00:00:00.000Z"})
+    records = [(0, 2, encode_bundle([AcceptedRequest("acme", RECEIVED, "203.0.113.7", "ua", body)]))]
+    insert_like_the_writer(store, records, Rules(max_age_ms=365 * DAY))
