@@ -145,7 +145,18 @@ def raw_regressions() -> dict[str, bytes]:
         "regress-raw-received-u64": encode_bundle([AcceptedRequest("acme", 2**64 - 1, "ip", "ua", body)]),
         "regress-raw-received-year-2400": encode_bundle([AcceptedRequest("acme", 13_569_465_600_000, "", "", body)]),
         "regress-raw-event-300-deep": encode_bundle([AcceptedRequest("acme", 1_767_225_600_000, "", "", deep)]),
+        # received at the edge of DateTime64's range: the skew correction carries the event past it
+        "regress-raw-skew-below-1900": encode_bundle([AcceptedRequest("acme", -2_208_988_800_000 + 6 * 3_600_000,
+                                                                      "", "", skewed("1900-01-01T00:00:00Z",
+                                                                                     "1900-01-01T12:00:00Z"))]),
+        "regress-raw-skew-beyond-2299": encode_bundle([AcceptedRequest("acme", 10_413_791_999_999 - 4 * 3_600_000 + 1,
+                                                                       "", "", skewed("2299-12-31T20:00:00Z",
+                                                                                      "2299-12-31T10:00:00Z"))]),
     }
+
+
+def skewed(timestamp: str, sent_at: str) -> bytes:
+    return orjson.dumps({"batch": [{**BASE, "timestamp": timestamp}], "sentAt": sent_at})
 
 
 def main() -> None:
