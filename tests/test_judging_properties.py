@@ -302,6 +302,10 @@ KNOWN = {
     "forged-event-300-deep": [(0, 1, encode_bundle([AcceptedRequest(
         "acme", RECEIVED, "", "", b'{"batch":[{"type":"track","event":"e","anonymousId":"a","properties":{"x":'
         + b"[" * 300 + b"]" * 300 + b"}}]}")]))],
+    # the collector checks each event's depth, not the batch's envelope: its context goes into every event
+    "envelope-context-300-deep": [(0, 1, encode_bundle([AcceptedRequest(
+        "acme", RECEIVED, "", "", b'{"batch":[{"type":"track","event":"e","anonymousId":"a","messageId":"m1"}],'
+        b'"context":{"x":' + b"[" * 300 + b"]" * 300 + b"}}")]))],
     # a receive time at the edge of the range, and the skew correction carries the event past it
     "skew-below-1900": _one({**BASE, "timestamp": "1900-01-01T00:00:00Z"}, received=MIN_MS + 6 * HOUR,
                             sent_at="1900-01-01T12:00:00Z"),

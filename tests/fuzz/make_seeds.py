@@ -168,6 +168,9 @@ def main() -> None:
     (CORPUS / "seed-raw-bundle").write_bytes(bytes([RAW]) + encode_bundle(two))
     for name, (control, doc) in REGRESSIONS.items():
         (CORPUS / name).write_bytes(bytes([control]) + orjson.dumps(doc))
+    # the collector checks each event's depth, not the envelope's: its context is merged into every event
+    (CORPUS / "regress-envelope-context-300-deep").write_bytes(
+        bytes([WARN]) + b'{"batch":[' + orjson.dumps(BASE) + b'],"context":{"x":' + b"[" * 300 + b"]" * 300 + b"}}")
     for name, record in raw_regressions().items():
         (CORPUS / name).write_bytes(bytes([RAW]) + record)
 
