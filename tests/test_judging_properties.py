@@ -56,7 +56,7 @@ def fields(spec: dict) -> st.SearchStrategy[dict]:
             choice = draw(st.integers(0, 19))
             if choice < 10:
                 continue
-            out[key] = draw(plausible if choice < 17 else json_values)
+            out[key] = draw(plausible if choice < 18 else json_values)
         if draw(st.integers(0, 9)) == 0:
             out.update(draw(st.dictionaries(texts, json_values, max_size=2)))
         return out
@@ -138,17 +138,33 @@ context = fields({
 integrations = st.dictionaries(texts, st.one_of(st.booleans(), json_values), max_size=3)
 
 
+def mostly(plausible) -> st.SearchStrategy:
+    """A field the collector requires: mostly present and plausible (shrinks to that), else absent or any JSON."""
+    return st.integers(0, 19).flatmap(lambda c: plausible if c < 18 else st.just(ABSENT) if c == 18 else json_values)
+
+
+ABSENT = object()
+
+
 @st.composite
 def segment_event(draw, received: int, rules: Rules):
+    """A Segment call: what its type requires mostly there (so judging goes past the required checks), and
+    every other field absent, plausible or any JSON value."""
     if draw(st.integers(0, 19)) == 0:
         return draw(json_values)  # not an object at all
     when = timestamps(received, rules)
-    event = draw(fields({
-        "type": st.sampled_from(CALL_TYPES), "event": event_names, "name": texts, "userId": ids,
-        "anonymousId": ids, "messageId": ids, "previousId": ids, "groupId": ids, "timestamp": when,
-        "sentAt": when, "originalTimestamp": when, "receivedAt": when, "properties": properties, "traits": traits,
-        "context": context, "integrations": integrations, "writeKey": texts, "channel": texts, "version": ints,
-    }))
+    required = {"type": mostly(st.sampled_from(CALL_TYPES)), "event": mostly(event_names.filter(bool)),
+                "anonymousId": mostly(ids), "previousId": mostly(ids), "groupId": mostly(ids)}
+    event = {key: value for key, value in ((k, draw(v)) for k, v in required.items()) if value is not ABSENT}
+    if draw(st.booleans()):
+        event["userId"] = draw(ids)
+    if draw(st.integers(0, 3)):
+        event["timestamp"] = draw(when)
+    event.update(draw(fields({
+        "name": texts, "userId": ids, "messageId": ids, "sentAt": when, "originalTimestamp": when,
+        "receivedAt": when, "properties": properties, "traits": traits, "context": context,
+        "integrations": integrations, "writeKey": texts, "channel": texts, "version": ints,
+    })))
     return event
 
 
