@@ -57,7 +57,7 @@ def test_fuzzing_finds_no_crash(tmp_path: Path):
     with log.open("wb") as out:
         proc = subprocess.run(
             [sys.executable, str(FUZZ / "fuzz_explode.py"), f"-max_total_time={seconds}", "-timeout=20",
-             "-rss_limit_mb=2048", "-max_len=8192", f"-dict={FUZZ / 'segment.dict'}",
+             "-rss_limit_mb=2048", "-max_len=16384", f"-dict={FUZZ / 'segment.dict'}",
              f"-artifact_prefix={artifacts}/", "-print_final_stats=1", str(work), str(CORPUS)],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=seconds + 120)
     crashes = sorted(artifacts.iterdir())
