@@ -169,7 +169,7 @@ class Collector:
                 if granted is None:
                     raise unknown_key()
             if kind == BATCH:
-                parsed = judge_batch(doc, body, s.max_event_bytes, s.max_batch_events)
+                parsed = judge_batch(doc, body, s.max_event_bytes, s.max_batch_events, s.max_batch_bytes)
                 if parsed.write_key is not None:  # stored as sent, less the key
                     body = redact(body, parsed.write_key)
             else:

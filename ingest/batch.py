@@ -26,6 +26,7 @@ from schemas import contract
 EVENT_TYPES = contract.EVENT_TYPES
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_EVENTS = 2500
+MAX_BATCH_BYTES = 500 * 1024
 # orjson (here and in the processors) re-encodes at most 254 nested containers; below this many
 # brackets in a whole body no event can come near, so the per-event re-encoding check is skipped.
 _DEEP_BRACKETS = 250
@@ -87,7 +88,7 @@ def decode(body: bytes, limit: int, single: bool = False) -> dict:
 
 
 def judge_batch(doc: dict, body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
-                max_events: int = MAX_BATCH_EVENTS) -> ParsedBatch:
+                max_events: int = MAX_BATCH_EVENTS, max_batch_bytes: int = MAX_BATCH_BYTES) -> ParsedBatch:
     """Check a decoded /v1/batch body (step two); the stored body is ``body``, as sent."""
     batch = doc.get("batch")
     if type(batch) is not list or not batch:
@@ -96,6 +97,10 @@ def judge_batch(doc: dict, body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
         raise Rejected(413, "too_many_events", f"the batch has {len(batch)} events; at most {max_events} are allowed")
     for i, event in enumerate(batch):
         _judge_event(f"batch[{i}]", event)
+    if "context" in doc:  # merged into every event by the processors: bounded like them
+        problem = contract.envelope_problem(doc["context"], len(batch), max_batch_bytes)
+        if problem is not None:
+            raise Rejected(400 if problem.code == "too_deep" else 413, *problem)
     # Sizes (and nesting) are judged per event only when the body could hide an offender.
     if len(body) > max_event_bytes or body.count(b"{") + body.count(b"[") >= _DEEP_BRACKETS:
         for i, event in enumerate(batch):

@@ -88,6 +88,7 @@ class Rules:
     max_future_ms: int = 86_400_000
     schema_modes: dict = field(default_factory=lambda: {"*": "warn"})
     dedup_window_ms: int = 3_600_000
+    max_batch_bytes: int = 500 * 1024  # bounds a batch context's copies (schemas.contract.envelope_problem)
 
     @classmethod
     def from_settings(cls, settings) -> "Rules":
@@ -95,7 +96,7 @@ class Rules:
             raise ValueError(f"EVENTPIPE_IP_MODE must be keep, truncate or drop, not {settings.ip_mode!r}")
         return cls(settings.topic_raw, settings.ip_mode, int(settings.max_event_age_days * 86_400_000),
                    int(settings.max_future_seconds * 1000), registry.parse_modes(settings.schema_modes),
-                   int(settings.dedup_window_seconds * 1000))
+                   int(settings.dedup_window_seconds * 1000), settings.max_batch_bytes)
 
     def schema_mode(self, project: str) -> str:
         return self.schema_modes.get(project, self.schema_modes.get("*", "warn"))
@@ -154,6 +155,8 @@ def anonymize_ip(ip: str, mode: str) -> str:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return ""
+    if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:a.b.c.d is an IPv4 client
+        addr = addr.ipv4_mapped
     prefix = 24 if addr.version == 4 else 48
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
 
@@ -171,6 +174,14 @@ def _payload(event) -> str:
         return orjson.dumps(event, default=str).decode()
     except Exception as exc:  # noqa: BLE001 - a reject must never fail (e.g. nesting orjson cannot re-encode)
         return orjson.dumps({"unencodable_event": f"{type(exc).__name__}: {exc}"}).decode()
+
+
+def _json_texts(*values) -> list[str]:
+    """Objects as JSON text for their columns; orjson reads 1,024 levels of nesting but writes only 254."""
+    try:
+        return [orjson.dumps(value).decode() for value in values]
+    except orjson.JSONEncodeError:
+        raise _Rejected("too_deep", "the event nests objects/arrays more than 250 levels deep") from None
 
 
 def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r_index: int, e_index: int,
@@ -218,6 +229,9 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
         corrected = client
     else:
         corrected = client + (received - sent)
+        if not MIN_MS <= corrected <= MAX_MS:  # a skew that leaves what ClickHouse can store: no usable time
+            corrected = received
+            flags.append("timestamp_invalid")
     if corrected < received - rules.max_age_ms:
         raise _Rejected("too_old", f"dated {(received - corrected) // 86_400_000} days before it was received")
     if corrected > received + rules.max_future_ms:
@@ -253,7 +267,7 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
         text(ev.get("name"), flags),
         corrected, client, sent, received,
         _revenue(properties),
-        orjson.dumps(properties).decode(), orjson.dumps(traits).decode(), orjson.dumps(context).decode(),
+        *_json_texts(properties, traits, context),
         anonymize_ip(client_ip, rules.ip_mode), request.user_agent,
         flags, partition, offset,
         *user_agents.parse(user_agent),
@@ -308,9 +322,12 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
                 continue
             batch_sent = parse_ms(doc.get("sentAt"))
             envelope = doc.get("context")
+            envelope_problem = contract.envelope_problem(envelope, len(batch), rules.max_batch_bytes)
             schema_mode = rules.schema_mode(request.project)
             for e_index, ev in enumerate(batch):
                 try:
+                    if envelope_problem is not None:  # what the collector refuses: each event, the same code
+                        raise _Rejected(*envelope_problem)
                     rows.append(_event_row(ev, request, batch_sent, envelope, partition, offset, r_index, e_index,
                                            rules, schema_mode))
                     continue

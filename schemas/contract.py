@@ -98,6 +98,22 @@ def field_problem(event: dict) -> Problem | None:
     return None
 
 
+def envelope_problem(context, events: int, limit: int) -> Problem | None:
+    """What makes a batch's envelope ``context`` unusable: it is merged into each of the batch's ``events``,
+    so it must re-encode, and all its copies together must fit ``limit`` bytes (the batch limit: without
+    that bound, a 500 KB request could unfold into gigabytes of rows)."""
+    if type(context) is not dict or not context:
+        return None
+    try:
+        size = len(orjson.dumps(context))
+    except orjson.JSONEncodeError:
+        return Problem("too_deep", "the batch's context nests objects/arrays more than 250 levels deep")
+    if size * events > limit:
+        return Problem("context_too_large", f"the batch's context ({size} bytes) is merged into each of its "
+                                            f"{events} events: {size * events} bytes, over the limit of {limit}")
+    return None
+
+
 def text(value, flags: list[str]) -> str:
     """A scalar as column text (strings as sent, numbers and booleans as JSON); null is empty.
 

@@ -175,3 +175,19 @@ def test_group_and_previous_ids_are_stored_and_original_timestamp_stands_in_for_
     assert (rows["g"]["group_id"], rows["g"]["previous_id"]) == ("42", "")
     assert (rows["a"]["group_id"], rows["a"]["previous_id"]) == ("", "anon-7")
     assert int(rows["o"]["client_timestamp"].timestamp() * 1000) == RECEIVED - 60_000
+
+
+def test_a_batch_context_is_bounded_on_both_sides_because_every_event_gets_a_copy():
+    events = [{"type": "track", "event": "e", "userId": "u", "messageId": f"m{i}"} for i in range(100)]
+    big = orjson.dumps({"context": {"blob": "x" * 6000}, "batch": events})  # 6 KB into 100 events: 600 KB
+    deep = orjson.dumps({"batch": events[:1]})[:-1] + b',"context":{"x":' + b"[" * 300 + b"]" * 300 + b"}}"
+    for body, status, code in ((big, 413, "context_too_large"), (deep, 400, "too_deep")):
+        try:
+            parse_batch(body, 1 << 20)
+            raise AssertionError(f"accepted {code}")
+        except Rejected as rej:
+            assert (rej.status, rej.code) == (status, code)
+        out = explode([(0, 5, encode_bundle([AcceptedRequest("acme", RECEIVED, "", "", body)]))], Rules())
+        assert out.events.num_rows == 0 and set(out.rejected.column("reason").to_pylist()) == {code}
+    small = orjson.dumps({"context": {"library": {"name": "analytics-go"}}, "batch": events})
+    assert parse_batch(small, 1 << 20).events == 100

@@ -70,6 +70,7 @@ def test_ip_modes():
     assert anonymize_ip("203.0.113.77", "keep") == "203.0.113.77"
     assert anonymize_ip("203.0.113.77", "drop") == ""
     assert anonymize_ip("not an ip", "truncate") == ""
+    assert anonymize_ip("::ffff:203.0.113.77", "truncate") == "203.0.113.0"  # an IPv4 client behind a dual stack
     ev = {"type": "track", "event": "e", "anonymousId": "a", "context": {"ip": "198.51.100.9"}}
     assert _explode(ev).events.column("ip").to_pylist() == ["198.51.100.0"]  # the client's own context.ip wins
 
