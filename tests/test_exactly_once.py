@@ -77,6 +77,17 @@ class Loader:
             await asyncio.gather(*tasks)
 
 
+def recovery_seconds(stack, restarts: list[float]) -> list[float | None]:
+    """For each restart of a killed processor: seconds until the new process inserted its first row
+    (``inserted_at``, the store's clock, which is this machine's); None if the next kill came first."""
+    out = []
+    for t, until in zip(restarts, restarts[1:] + [float("inf")]):
+        (first,), = query(stack, "SELECT toUnixTimestamp64Milli(min(inserted_at)) FROM events "
+                                 f"WHERE inserted_at > fromUnixTimestamp64Milli({int(t * 1000)})")
+        out.append(first / 1000 - t if first and first / 1000 < until else None)
+    return out
+
+
 @pytest.fixture
 def chaos_stack(tmp_path):
     with private_stack(tmp_path, processor_session_timeout=6.0) as stack:
@@ -92,6 +103,7 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
     broker_restart_at = rng.uniform(0.2, 0.8) * duration
     started = time.monotonic()
     restarted_broker = False
+    restarts: list[float] = []  # wall-clock moments a killed processor was started again
     # The first kill surely lands after an insert and before its commit: the store failpoint lets inserts go
     # through and then report failure (a lost acknowledgement), so the processor retries a batch that is
     # already written, and is killed while it does.
@@ -104,6 +116,7 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
         stack.processor.stop(sig=9)
     finally:
         stack.settings.store_failpoint.unlink()
+    restarts.append(time.time())
     stack.start_processor()
     for moment in moments:
         if not restarted_broker and moment > broker_restart_at:
@@ -114,6 +127,7 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
             restarted_broker = True
         time.sleep(max(0, started + moment - time.monotonic()))
         stack.processor.stop(sig=9)  # SIGKILL: no flush, no commit
+        restarts.append(time.time())
         stack.start_processor()
     if not restarted_broker:
         stack.broker.stop()
@@ -131,6 +145,9 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
           f"partitions that replayed ledger batches {replays}")
     assert done and (count, unique) == (expected, expected)
     assert replays >= 1, "the kill before a commit left no batch to replay: the mechanism was not exercised"
+    recoveries = recovery_seconds(stack, restarts)
+    print("seconds from each restart to its first new row:",
+          ", ".join("-" if s is None else f"{s:.1f}" for s in recoveries))
     checks = verify(lambda sql: query(stack, sql))
     assert all(c.ok for c in checks), checks
     assert query(stack, "SELECT sum(events) FROM events_1m")[0][0] == expected
