@@ -118,14 +118,17 @@ async def send_dead_letters(rejected: list[pa.Table]) -> None:
 
 
 async def _write_with_retry(records: list[Record]) -> None:
-    """Recover partitions seen for the first time, then write; on failure retry with backoff, never skip."""
+    """Recover partitions seen for the first time (all of this batch's together), then write; on failure retry
+    with backoff, never skip."""
     delay = 0.5
     while True:
         try:
-            for partition in sorted({r[0] for r in records} - writer().recovered.keys()):
-                first_seen = min(r[1] for r in records if r[0] == partition)
-                rows, rejected = await writer().recover(partition, first_seen, replay_reader().read,
-                                                        asyncio.to_thread)
+            starts: dict[int, int] = {}
+            for partition, offset, _ in records:
+                if partition not in writer().recovered:
+                    starts[partition] = min(offset, starts.get(partition, offset))
+            if starts:
+                rows, rejected = await writer().recover(starts, replay_reader().read, asyncio.to_thread)
                 EVENTS_REPLAYED.inc(rows)
                 await send_dead_letters(rejected)
             await send_dead_letters(await asyncio.to_thread(write_batch, records))

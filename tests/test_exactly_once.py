@@ -142,7 +142,7 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
     count, unique = query(stack, "SELECT count(), uniqExact(message_id) FROM events")[0]
     replays = (stack.settings.data_dir / "stack.log").read_text().count("ledger batch(es)")
     print(f"accepted {expected} events, stored {count} ({unique} unique), client retries {loader.retries}, "
-          f"partitions that replayed ledger batches {replays}")
+          f"recoveries that replayed ledger batches {replays}")
     assert done and (count, unique) == (expected, expected)
     assert replays >= 1, "the kill before a commit left no batch to replay: the mechanism was not exercised"
     recoveries = recovery_seconds(stack, restarts)
