@@ -80,6 +80,9 @@ class Settings:
     processor_batch_max_bytes: int = 32 * 1024 * 1024
     # A processor that stops heartbeating loses its partitions after this many seconds.
     processor_session_timeout: float = 10.0
+    # After this many seconds of writes failing without a break, the processor's /readyz answers 503 (200 again
+    # after the next successful write); the dashboard shows it as stalled.
+    processor_stall_seconds: float = 60.0
     # Analyst SQL (/query, `eventpipe query`, the dashboard) is stopped after this many seconds. An embedded
     # store runs one query at a time, so the processor's writes wait while an analyst query runs.
     query_timeout: float = 10.0

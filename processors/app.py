@@ -5,6 +5,12 @@ ClickHouse plus committed Kafka offsets (DESIGN.md §4). ``take_events`` acks a
 micro-batch only after the loop body, i.e. after its ClickHouse insert, so an
 offset is never committed ahead of the rows before it.
 
+A batch that keeps failing is retried, never skipped, and made loud
+(processors/health.py): ``/readyz`` answers 503 after ``processor_stall_seconds``
+of failures, two gauges count the failures and the age of the oldest unwritten
+record, and SIGTERM gives the batch up (nothing of it committed) rather than
+waiting for a store that may not come back.
+
 In embedded mode this process owns the chDB store directory, so it also serves
 read-only SQL for analysts at ``/query`` on its web port (``eventpipe query``).
 Run it with ``eventpipe processor``.
@@ -27,6 +33,7 @@ from eventpipe.store import Store
 from processors.kafka_ranges import KafkaRangeReader
 from processors import dashboard
 from processors.dead_letters import dead_letter
+from processors.health import WriteHealth
 from processors.rows import Rules
 from processors.writer import EventWriter, Record
 
@@ -65,6 +72,8 @@ INSERT_SECONDS = Histogram("eventpipe_processor_insert_seconds", "Decode+insert 
 FRESHNESS = Histogram("eventpipe_freshness_seconds", "Time from collector receipt to the row being queryable",
                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 LAG = Gauge("eventpipe_processor_lag_records", "Records in events.raw not yet processed", ["partition"])
+health = WriteHealth(settings.processor_stall_seconds)
+health.export()
 
 
 @functools.cache
@@ -117,29 +126,60 @@ async def send_dead_letters(rejected: list[pa.Table]) -> None:
         await asyncio.gather(*pending)
 
 
-async def _write_with_retry(records: list[Record]) -> None:
-    """Recover partitions seen for the first time, then write; on failure retry with backoff, never skip."""
+async def _write_with_retry(records: list[Record]) -> bool:
+    """Recover partitions seen for the first time (all of this batch's together), then write; on failure retry
+    with backoff, never skip.
+
+    Returns False when the processor began to stop while the batch kept failing: the retry loop
+    then gives up at once (also out of its backoff sleep) instead of holding SIGTERM until SIGKILL.
+    A healthy batch in flight at SIGTERM is still written (and committed) before the process exits."""
     delay = 0.5
     while True:
+        if app.should_stop and health.failures:
+            return False  # stopping while the store fails: not even one more attempt
         try:
-            for partition in sorted({r[0] for r in records} - writer().recovered.keys()):
-                first_seen = min(r[1] for r in records if r[0] == partition)
-                rows, rejected = await writer().recover(partition, first_seen, replay_reader().read,
-                                                        asyncio.to_thread)
+            starts: dict[int, int] = {}
+            for partition, offset, _ in records:
+                if partition not in writer().recovered:
+                    starts[partition] = min(offset, starts.get(partition, offset))
+            if starts:
+                rows, rejected = await writer().recover(starts, replay_reader().read, asyncio.to_thread)
                 EVENTS_REPLAYED.inc(rows)
                 await send_dead_letters(rejected)
             await send_dead_letters(await asyncio.to_thread(write_batch, records))
-            return
+            health.written()
+            return True
         except Exception as exc:  # noqa: BLE001 - the store or Kafka failed: wait, then the same batch again
             STORE_ERRORS.inc()
+            health.failed(exc)
+            if app.should_stop:
+                return False
             log.warning("micro-batch write failed (%r); retrying in %.1fs, offsets not committed", exc, delay)
-            await asyncio.sleep(delay)
+            await app.sleep(delay)  # wakes early when the processor stops
             delay = min(delay * 2, 30.0)
 
 
-async def _write_and_commit(records: list[Record], events) -> None:
-    await _write_with_retry(records)
+def _abandon(events) -> None:
+    """Give up a batch that was not written, so that faust neither commits it nor waits for it.
+
+    At SIGTERM faust waits until every message its streams took is acked, then commits what was
+    acked; and ``take_events`` acks the batch it yielded whenever the loop body exits, even by an
+    exception. Marking the messages ``acked`` by hand (not through ``Consumer.ack``) ends both
+    waits without adding their offsets to the committable ones: the commit stops before the first
+    of them, and the next owner gets the whole batch again."""
+    for event in events:
+        event.message.acked = True
+    health.abandoned()
+    log.warning("stopping: abandoned a micro-batch of %d records that could not be written; "
+                "its offsets are not committed", len(events))
+
+
+async def _write_and_commit(records: list[Record], events) -> bool:
+    if not await _write_with_retry(records):
+        _abandon(events)
+        return False
     await _commit_written(events)
+    return True
 
 
 async def _commit_written(events) -> None:
@@ -165,14 +205,16 @@ async def write_events(stream):
     # take_events acks a batch only after this loop body: offsets follow the inserts, never lead them.
     async for events in stream.take_events(settings.processor_batch_records, within=settings.processor_batch_seconds):
         records = [(e.message.partition, e.message.offset, e.value) for e in events]
+        health.started(min(e.message.timestamp for e in events))  # faust: seconds
         work = asyncio.ensure_future(_write_and_commit(records, events))
         try:
-            await asyncio.shield(work)
-        except asyncio.CancelledError:  # SIGTERM: finish the in-flight batch, write and commit, then stop
+            written = await asyncio.shield(work)
+        except asyncio.CancelledError:  # the agent is stopped: finish (or abandon) the batch in hand first
             await work
             raise
-        # the record timestamp is when the collector closed the bundle (<= one bundle window after receipt)
-        FRESHNESS.observe(time.time() - min(e.message.timestamp for e in events))  # faust: seconds
+        if written:
+            # the record timestamp is when the collector closed the bundle (<= one bundle window after receipt)
+            FRESHNESS.observe(time.time() - min(e.message.timestamp for e in events))
 
 
 _empty_since: list[float] = []
@@ -237,12 +279,26 @@ class QueryView(faust.web.View):
         return self.json(result.to_json())
 
 
+@app.page("/healthz")
+async def healthz(web, request):
+    """Liveness: the web server runs on the worker's event loop, so an answer means the loop is not blocked."""
+    return web.json({"ok": True})
+
+
+@app.page("/readyz")
+async def readyz(web, request):
+    """Readiness: 503 once writes have failed without a break for ``processor_stall_seconds``; 200 again after
+    the next successful write."""
+    state = health.state()
+    return web.json(state, status=503 if state["stalled"] else 200)
+
+
 @app.page("/metrics")
 async def prometheus(web, request):
     return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-dashboard.register(app, store)
+dashboard.register(app, store, health=health)
 
 
 def main() -> None:

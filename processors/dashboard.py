@@ -4,7 +4,7 @@ Served by the processor's faust web server, next to ``/query`` and ``/metrics``.
 ``register(app, store_fn)`` adds both pages and a 1 s sampler to a faust app;
 ``store_fn`` returns the processor's `Store` (opened lazily, like ``/query``).
 
-``/dashboard/data`` combines three sources:
+``/dashboard/data`` combines four sources:
 
 * ClickHouse, through the read-only analyst client (so the query timeout and
   row limit hold): events accepted per second by ``received_at`` over the last
@@ -14,6 +14,10 @@ Served by the processor's faust web server, next to ``/query`` and ``/metrics``.
 * This process's own Prometheus metrics: consumer lag
   (``eventpipe_processor_lag_records``, summed over partitions) and freshness
   (``eventpipe_freshness_seconds``, p50/p99 over the last minute).
+* The processor's write health (processors/health.py), when ``register`` is given
+  it: consecutive failed writes, how long they have failed, the age of the oldest
+  unwritten record, and whether that is a stall (what ``/readyz`` answers). The
+  page shows a red "stalled" line then, and an amber "retrying" one before.
 * The collector's ``/metrics`` at ``collector_host:collector_port``, if it
   answers: p99 of ``eventpipe_collector_request_duration_seconds`` and rejected
   requests per second by reason, over the last minute.
@@ -156,9 +160,10 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 class Dashboard:
-    def __init__(self, store_fn: Callable, settings: Settings):
+    def __init__(self, store_fn: Callable, settings: Settings, health=None):
         self.store_fn = store_fn
         self.settings = settings
+        self.health = health  # a processors.health.WriteHealth, or None
         host = settings.collector_host if settings.collector_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.collector_url = f"http://{host}:{settings.collector_port}/metrics"
         self.own = Snapshots()
@@ -299,14 +304,15 @@ class Dashboard:
             **{k: store[k] for k in ("accepted", "top_events", "rejected")},
             "store_error": store["error"],
             "lag_records": None if own["lag"] is None else int(own["lag"]),
+            "writes": None if self.health is None else self.health.state(),
             "freshness": self._freshness(now, own),
             "collector": self._collector(),
         }
 
 
-def register(app, store_fn: Callable, settings: Settings | None = None) -> Dashboard:
+def register(app, store_fn: Callable, settings: Settings | None = None, health=None) -> Dashboard:
     """Add ``/dashboard``, ``/dashboard/data`` and the 1 s sampler to the faust ``app``."""
-    dashboard = Dashboard(store_fn, settings or Settings.from_env())
+    dashboard = Dashboard(store_fn, settings or Settings.from_env(), health)
     html = PAGE.read_text(encoding="utf-8")
 
     @app.page("/dashboard")

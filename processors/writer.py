@@ -14,12 +14,15 @@ those replays harmless (docs/exactly-once.md):
    half-way. (One insert per batch, not per range: per-insert overhead
    dominated at ~1k rows, benchmarks/README.md.)
 4. Offsets are acked (and later committed) only after the inserts succeed.
-5. When a processor first sees a partition after an assignment, it looks up the
-   ledger batches with a range of that partition at or after the first offset it
-   was given, re-reads exactly those batches' offsets from Kafka (all their
-   partitions), re-inserts each with its original token, and skips them in the
-   stream. Every batch thus always goes into ClickHouse with the same records,
-   the same rows (``processors.rows`` is deterministic) and the same token.
+5. When a processor first sees partitions after an assignment (all those new in
+   one micro-batch together), it looks up, in one ledger query, the batches with a
+   range of any of them at or after the first offset it was given for that
+   partition, re-reads exactly those batches' offsets from Kafka (all their
+   partitions, in one read), re-inserts each batch once with its original token,
+   and skips them in the stream. A batch already replayed since the assignment is
+   not inserted again when a partition of it is seen later. Every batch thus always
+   goes into ClickHouse with the same records, the same rows (``processors.rows``
+   is deterministic) and the same token.
 6. Client retries after a lost 200 are new records with the same messageId; an
    event whose (project, messageId) repeats earlier in its partition, in the
    batch or stored from an earlier offset (within ``dedup_window``, looked up by
@@ -31,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from eventpipe.store import Store
@@ -46,7 +50,8 @@ DUPLICATES = Counter("eventpipe_processor_duplicates_dropped_total",
                      "Events dropped because their (project, messageId) was already stored (client retries)")
 
 Record = tuple[int, int, bytes]  # (partition, offset, bundle bytes)
-Fetch = Callable[[int, int, int], Awaitable[list[Record]]]
+Range = tuple[int, int, int]  # (partition, first offset, last offset)
+Fetch = Callable[[list[Range]], Awaitable[list[Record]]]  # the records of these ranges, any order
 
 
 def contiguous_ranges(records: list[Record]) -> list[list[Record]]:
@@ -89,6 +94,8 @@ class EventWriter:
         self.max_batch_bytes = max_batch_bytes
         # partition -> the last offset already written by recovery; absent: not yet recovered
         self.recovered: dict[int, int] = {}
+        # tokens of the ledger batches replayed since the last assignment (each needs it once)
+        self.replayed: set[str] = set()
 
     def token(self, ranges: list[list[Record]]) -> str:
         return self.topic + "/" + ",".join(f"{r[0][0]}/{r[0][1]}-{r[-1][1]}" for r in ranges)
@@ -96,18 +103,21 @@ class EventWriter:
     def reset(self) -> None:
         """After any (re)assignment faust seeks to committed offsets: every partition must recover again."""
         self.recovered.clear()
+        self.replayed.clear()
 
     # --- the ledger ---------------------------------------------------------
-    def recorded_batches(self, partition: int, from_offset: int) -> list[tuple[str, list[tuple[int, int, int]]]]:
-        """The batches with a range of ``partition`` ending at or after ``from_offset``, in the order they were
-        recorded: [(token, [(partition, first_offset, last_offset), …])]."""
+    def recorded_batches(self, starts: dict[int, int]) -> list[tuple[str, list[Range]]]:
+        """The batches with a range of a partition ``p`` of ``starts`` ending at or after ``starts[p]``, in the
+        order they were recorded: [(token, [(partition, first_offset, last_offset), …])]. One query."""
+        partitions = sorted(starts)
         result = self.store.query(
             "SELECT batch, partition, first_offset, last_offset FROM ingest_batches "
             "WHERE topic = {topic:String} AND batch IN (SELECT batch FROM ingest_batches WHERE topic = {topic:String} "
-            "AND partition = {p:UInt16} AND last_offset >= {from_offset:UInt64}) "
+            "AND has({ps:Array(UInt16)}, partition) "
+            "AND last_offset >= arrayElement({froms:Array(UInt64)}, indexOf({ps:Array(UInt16)}, partition))) "
             "GROUP BY batch, partition, first_offset, last_offset ORDER BY min(recorded_at), partition, first_offset",
-            parameters={"topic": self.topic, "p": partition, "from_offset": from_offset})
-        batches: dict[str, list[tuple[int, int, int]]] = {}
+            parameters={"topic": self.topic, "ps": partitions, "froms": [starts[p] for p in partitions]})
+        batches: dict[str, list[Range]] = {}
         for batch, p, first, last in result.rows:
             batches.setdefault(batch, []).append((int(p), int(first), int(last)))
         return list(batches.items())
@@ -174,27 +184,44 @@ class EventWriter:
                 rejected.append(rejects)
         return stored, rejected
 
-    async def recover(self, partition: int, first_seen: int, fetch: Fetch, run_blocking) -> tuple[int, list]:
-        """Replay the ledger's batches that hold a range of ``partition`` at or after ``first_seen``.
+    async def recover(self, starts: dict[int, int], fetch: Fetch, run_blocking) -> tuple[int, list]:
+        """Recover the partitions of ``starts`` (partition -> the first offset this assignment gave for it):
+        replay the ledger's batches that hold a range of such a partition at or after that offset.
+
+        All partitions first seen in one micro-batch recover together: one ledger query, one Kafka read,
+        and each batch inserted once, although a batch spans many partitions (replaying per partition
+        re-inserted the same batch once for each). A batch replayed earlier in this assignment, for a
+        partition seen earlier, is not inserted again: it went in with its token then.
 
         Returns the rows re-inserted and the rejected rows, which go to the dead-letter topic again:
         the first attempt may have died before sending them. The DLQ is at-least-once; each of its
         records names its source (topic, partition, offset, indexes) so readers can drop repeats."""
-        batches = await run_blocking(self.recorded_batches, partition, first_seen)
-        replayed, rejected, last_seen = 0, [], first_seen - 1
-        for token, ranges in batches:
-            records = []
-            for p, first, last in ranges:
-                records += await fetch(p, first, last)
-                if p == partition:
-                    last_seen = max(last_seen, last)
+        started = time.perf_counter()
+        batches = await run_blocking(self.recorded_batches, starts)
+        looked_up = time.perf_counter()
+        todo = [(token, ranges) for token, ranges in batches if token not in self.replayed]
+        fetched = {(r[0], r[1]): r for r in await fetch([rng for _, ranges in todo for rng in ranges])} if todo else {}
+        read = time.perf_counter()
+        replayed, rejected = 0, []
+        for token, ranges in todo:
+            records = [fetched[(p, o)] for p, first, last in ranges for o in range(first, last + 1) if (p, o) in fetched]
             if records:
                 rows, rejects = await run_blocking(self._insert, records, token)
                 replayed += rows
                 if rejects.num_rows:
                     rejected.append(rejects)
+            self.replayed.add(token)
+        last_seen = {p: first - 1 for p, first in starts.items()}
+        for _, ranges in batches:
+            for p, _, last in ranges:
+                if p in last_seen:
+                    last_seen[p] = max(last_seen[p], last)
+        self.recovered.update(last_seen)
         if batches:
-            log.info("partition %d: replayed %d ledger batch(es) up to offset %d (%d rows, duplicates dropped by "
-                     "token)", partition, len(batches), last_seen, replayed)
-        self.recovered[partition] = last_seen
+            done = time.perf_counter()
+            log.info("partitions %s: replayed %d ledger batch(es) (%d more already replayed) up to offsets %s "
+                     "(%d rows, duplicates dropped by token) in %.2fs: ledger %.2fs, Kafka %.2fs, inserts %.2fs",
+                     ",".join(map(str, sorted(starts))), len(todo), len(batches) - len(todo),
+                     ",".join(f"{p}:{o}" for p, o in sorted(last_seen.items())), replayed, done - started,
+                     looked_up - started, read - looked_up, done - read)
         return replayed, rejected

@@ -77,6 +77,23 @@ class Loader:
             await asyncio.gather(*tasks)
 
 
+def first_row_after(stack, t: float) -> float | None:
+    """When the first row inserted after ``t`` was inserted (``inserted_at``: the store's clock, this machine's)."""
+    (first,), = query(stack, "SELECT toUnixTimestamp64Milli(min(inserted_at)) FROM events "
+                             f"WHERE inserted_at > fromUnixTimestamp64Milli({int(t * 1000)})")
+    return first / 1000 if first else None
+
+
+def recovery_seconds(stack, restarts: list[float]) -> list[float | None]:
+    """For each restart of a killed processor: seconds until the new process inserted its first row; None if
+    the next kill came first."""
+    out = []
+    for t, until in zip(restarts, restarts[1:] + [float("inf")]):
+        first = first_row_after(stack, t)
+        out.append(first - t if first and first < until else None)
+    return out
+
+
 @pytest.fixture
 def chaos_stack(tmp_path):
     with private_stack(tmp_path, processor_session_timeout=6.0) as stack:
@@ -92,6 +109,7 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
     broker_restart_at = rng.uniform(0.2, 0.8) * duration
     started = time.monotonic()
     restarted_broker = False
+    restarts: list[float] = []  # wall-clock moments a killed processor was started again
     # The first kill surely lands after an insert and before its commit: the store failpoint lets inserts go
     # through and then report failure (a lost acknowledgement), so the processor retries a batch that is
     # already written, and is killed while it does.
@@ -104,7 +122,11 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
         stack.processor.stop(sig=9)
     finally:
         stack.settings.store_failpoint.unlink()
+    restarts.append(time.time())
     stack.start_processor()
+    # The random kills and the broker restart wait until this restart wrote its first row, so that the
+    # recovery of the kill before a commit is measured alone in every run (later restarts may be cut short).
+    wait_for(lambda: first_row_after(stack, restarts[0]), timeout=120)
     for moment in moments:
         if not restarted_broker and moment > broker_restart_at:
             time.sleep(max(0, started + broker_restart_at - time.monotonic()))
@@ -114,6 +136,7 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
             restarted_broker = True
         time.sleep(max(0, started + moment - time.monotonic()))
         stack.processor.stop(sig=9)  # SIGKILL: no flush, no commit
+        restarts.append(time.time())
         stack.start_processor()
     if not restarted_broker:
         stack.broker.stop()
@@ -128,9 +151,12 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
     count, unique = query(stack, "SELECT count(), uniqExact(message_id) FROM events")[0]
     replays = (stack.settings.data_dir / "stack.log").read_text().count("ledger batch(es)")
     print(f"accepted {expected} events, stored {count} ({unique} unique), client retries {loader.retries}, "
-          f"partitions that replayed ledger batches {replays}")
+          f"recoveries that replayed ledger batches {replays}")
     assert done and (count, unique) == (expected, expected)
     assert replays >= 1, "the kill before a commit left no batch to replay: the mechanism was not exercised"
+    recoveries = recovery_seconds(stack, restarts)
+    print("seconds from each restart to its first new row (the first: after the kill before a commit; "
+          "-: killed again before):", ", ".join("-" if s is None else f"{s:.1f}" for s in recoveries))
     checks = verify(lambda sql: query(stack, sql))
     assert all(c.ok for c in checks), checks
     assert query(stack, "SELECT sum(events) FROM events_1m")[0][0] == expected

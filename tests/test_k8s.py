@@ -116,8 +116,9 @@ def test_probes_and_graceful_termination(manifests, overlay):
     assert collector["terminationGracePeriodSeconds"] >= sleep + 30  # drain after endpoints are gone
     processor = one(docs, "Deployment", "eventpipe-processor")["spec"]["template"]["spec"]
     (p,) = processor["containers"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert p[probe]["httpGet"] == {"path": "/metrics", "port": "web"}
+    assert p["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "web"}  # 503 while writes stall
+    for probe in ("startupProbe", "livenessProbe"):
+        assert p[probe]["httpGet"] == {"path": "/healthz", "port": "web"}
     assert p["ports"][0]["containerPort"] == Settings().processor_web_port
     assert processor["terminationGracePeriodSeconds"] >= 60
     for name, (dep, role) in {"collector": (collector, c), "processor": (processor, p)}.items():
@@ -388,7 +389,10 @@ def test_slo_alerts_use_the_metrics_the_code_exports(manifests):
     assert "eventpipe_freshness_seconds_bucket" in exprs
     assert 'kafka_consumergroup_lag{consumergroup="eventpipe-processor", topic="events.raw"}' in exprs
     assert {"EventpipeCollectorLatencyHigh", "EventpipeCollectorErrorBudgetFastBurn",
-            "EventpipeFreshnessHigh", "EventpipeProcessorLagGrowing"} <= alerts
+            "EventpipeFreshnessHigh", "EventpipeProcessorLagGrowing", "EventpipeProcessorStalled"} <= alerts
+    from processors.health import CONSECUTIVE_FAILURES, OLDEST_UNWRITTEN
+
+    assert CONSECUTIVE_FAILURES._name in exprs and OLDEST_UNWRITTEN._name in exprs
     monitors = {d["metadata"]["name"]: d for d in manifests["base"] if d["kind"] in ("ServiceMonitor", "PodMonitor")}
     assert monitors["eventpipe-collector"]["spec"]["endpoints"][0]["port"] == "http"
     assert monitors["eventpipe-processor"]["spec"]["podMetricsEndpoints"][0]["port"] == "web"

@@ -49,7 +49,7 @@ def test_retried_message_ids_are_dropped_and_replays_are_idempotent(tmp_path):
         ledger = store.query("SELECT partition, first_offset, last_offset FROM ingest_batches "
                              "ORDER BY partition, first_offset, recorded_at").rows
         assert sorted(set(ledger)) == [(1, 0, 0), (1, 5, 6), (1, 7, 7), (2, 0, 0)]
-        assert writer.recorded_batches(1, 6) == [("events.raw/1/5-6", [(1, 5, 6)]), ("events.raw/1/7-7", [(1, 7, 7)])]
+        assert writer.recorded_batches({1: 6}) == [("events.raw/1/5-6", [(1, 5, 6)]), ("events.raw/1/7-7", [(1, 7, 7)])]
     finally:
         store.close()
 
@@ -69,24 +69,66 @@ def test_a_batch_is_one_token_and_recovery_replays_all_its_partitions(tmp_path):
         writer.write(first)
         stored, rejected = writer.write(batch)
         assert stored == 4 and rejected == []  # a1 at offset 1 repeats offset 0's: dropped
-        assert writer.recorded_batches(4, 9) == [("events.raw/3/1-2,4/8-9", [(3, 1, 2), (4, 8, 9)])]
+        assert writer.recorded_batches({4: 9}) == [("events.raw/3/1-2,4/8-9", [(3, 1, 2), (4, 8, 9)])]
 
         fetched = []
 
-        async def fetch(partition, first_offset, last_offset):
-            fetched.append((partition, first_offset, last_offset))
-            return [log[(partition, o)] for o in range(first_offset, last_offset + 1)]
+        async def fetch(ranges):
+            fetched.append(ranges)
+            return [log[(p, o)] for p, first_offset, last_offset in ranges for o in range(first_offset, last_offset + 1)]
 
         async def run_blocking(fn, *args):
             return fn(*args)
 
         writer.reset()
-        replayed, rejected = asyncio.run(writer.recover(4, 9, fetch, run_blocking))
-        assert fetched == [(3, 1, 2), (4, 8, 9)] and replayed == 4 and rejected == []
+        replayed, rejected = asyncio.run(writer.recover({4: 9}, fetch, run_blocking))
+        assert fetched == [[(3, 1, 2), (4, 8, 9)]] and replayed == 4 and rejected == []
         assert writer.recovered == {4: 9}
         assert sorted(r[1] for r in _stored(store)) == ["a1", "a2", "a3", "b1", "b2"]
         assert store.query("SELECT sum(events) FROM events_1m").rows == [(5,)]
         assert store.query("SELECT count() FROM message_keys").rows == [(5,)]
+    finally:
+        store.close()
+
+
+def test_partitions_of_one_batch_recover_together_and_each_batch_is_replayed_once(tmp_path):
+    """A batch spans many partitions. Partitions first seen in one micro-batch recover with one ledger query and
+    one Kafka read, and each batch is inserted once; a partition of an already replayed batch seen later
+    inserts nothing again, but is still skipped up to the batch's end."""
+    store = Store(make_settings(tmp_path))
+    store.migrate()
+    writer = EventWriter(store, "events.raw")
+    try:
+        one = [_record(p, 10 + i, f"m{p}-{i}") for p in (0, 1, 2) for i in range(2)]
+        two = [_record(0, 12, "m0-2"), _record(2, 12, "m2-2")]
+        log = {(r[0], r[1]): r for r in one + two}
+        writer.write(one)
+        writer.write(two)
+        fetched, inserted = [], []
+
+        async def fetch(ranges):
+            fetched.append(ranges)
+            return [log[(p, o)] for p, first, last in ranges for o in range(first, last + 1)]
+
+        async def run_blocking(fn, *args):
+            if fn == writer._insert:
+                inserted.append(args[1])
+            return fn(*args)
+
+        writer.reset()
+        asyncio.run(writer.recover({0: 10, 1: 10}, fetch, run_blocking))
+        assert inserted == ["events.raw/0/10-11,1/10-11,2/10-11", "events.raw/0/12-12,2/12-12"]
+        assert len(fetched) == 1 and writer.recovered == {0: 12, 1: 11}
+        asyncio.run(writer.recover({2: 11}, fetch, run_blocking))  # partition 2 first seen in a later micro-batch
+        assert len(inserted) == 2 and len(fetched) == 1 and writer.recovered == {0: 12, 1: 11, 2: 12}
+        assert len(_stored(store)) == 8
+        three = [_record(2, 12, "m2-2"), _record(2, 13, "m2-3")]
+        log[(2, 13)] = three[1]
+        assert writer.write(three) == (1, [])  # offset 12 is skipped: recovery wrote it
+        writer.reset()  # a new assignment: everything is replayed again (and dropped by token)
+        asyncio.run(writer.recover({0: 0, 1: 0, 2: 0}, fetch, run_blocking))
+        assert len(inserted) == 5 and len(_stored(store)) == 9
+        assert store.query("SELECT sum(events) FROM events_1m").rows == [(9,)]
     finally:
         store.close()
 
@@ -97,7 +139,7 @@ def test_ranges_recorded_before_batches_replay_with_their_old_token(tmp_path):
     try:
         store.insert_rows("ingest_batches", [["events.raw", 2, 10, 12, 3]],
                           ["topic", "partition", "first_offset", "last_offset", "records"])
-        assert EventWriter(store, "events.raw").recorded_batches(2, 0) == [("events.raw/2/10-12", [(2, 10, 12)])]
+        assert EventWriter(store, "events.raw").recorded_batches({2: 0}) == [("events.raw/2/10-12", [(2, 10, 12)])]
     finally:
         store.close()
 
@@ -125,7 +167,7 @@ def test_a_large_micro_batch_is_written_in_byte_bounded_parts(tmp_path):
         assert stored == 6 and len(_stored(store)) == 6
         tokens = sorted({b for (b,) in store.query("SELECT batch FROM ingest_batches").rows})
         assert tokens == ["events.raw/0/0-1", "events.raw/0/2-2,1/0-0", "events.raw/1/1-2"]
-        assert writer.recorded_batches(1, 0) == [("events.raw/0/2-2,1/0-0", [(0, 2, 2), (1, 0, 0)]),
+        assert writer.recorded_batches({1: 0}) == [("events.raw/0/2-2,1/0-0", [(0, 2, 2), (1, 0, 0)]),
                                                  ("events.raw/1/1-2", [(1, 1, 2)])]
     finally:
         store.close()
