@@ -81,9 +81,14 @@ def test_processors_joining_and_leaving_lose_and_double_nothing(tmp_path):
         stack.start_collector()
         loader = Loader(stack.collector_url + "/v1/batch", "test-key-acme", 6000, rate=300, seed=11)
         loader.thread.start()
-        time.sleep(4)
+        assert wait_for(lambda: query(stack, "SELECT count() FROM events")[0][0] > 0, timeout=90)  # A writes
         proc_b = _processor(b, "proc-b", log)       # B joins: partitions split between A and B
-        time.sleep(5)
+        b_url = f"http://127.0.0.1:{b.processor_web_port}/query?sql="
+        b_rows = lambda: orjson.loads(get(b_url + "SELECT%20count()%20FROM%20events")[2])["rows"][0][0]  # noqa: E731
+        # B must have taken part before it leaves: a fixed sleep was too short when the machine was busy
+        # (B joined as it was being stopped, wrote nothing, and "both processors must have written" failed)
+        assert wait_for(lambda: b_rows() > 0, timeout=90), "B never wrote while it had partitions"
+        time.sleep(2)
         proc_b.stop()                                # B leaves gracefully: A takes all again
         time.sleep(3)
         proc_b = _processor(b, "proc-b", log)       # B joins again
@@ -91,9 +96,7 @@ def test_processors_joining_and_leaving_lose_and_double_nothing(tmp_path):
         stack.processor.stop()                       # A leaves: B takes all
         loader.thread.join(timeout=300)
         assert loader.accepted_events == 60_000
-        b_url = f"http://127.0.0.1:{b.processor_web_port}/query?sql="
-        assert wait_for(lambda: orjson.loads(get(b_url + "SELECT%20count()%20FROM%20events")[2])["rows"][0][0]
-                        + len(_message_ids(a)) >= 60_000, timeout=120)
+        assert wait_for(lambda: b_rows() + len(_message_ids(a)) >= 60_000, timeout=120)
         proc_b.stop()
         ids_a, ids_b = _message_ids(a), _message_ids(b)
         print(f"store A {len(ids_a)} rows, store B {len(ids_b)} rows")
