@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -15,6 +16,8 @@ from eventpipe.settings import Settings
 def cmd_up(settings: Settings, args) -> int:
     from eventpipe.stack import LocalStack, StackError
 
+    if args.brokers:
+        settings = dataclasses.replace(settings, kafka_nodes=args.brokers)
     stack = LocalStack(settings)
     stopping = False
 
@@ -56,15 +59,20 @@ Ctrl-C stops everything.
 
 
 def cmd_broker(settings: Settings, args) -> int:
-    from eventpipe.broker import KafkaBroker
+    from eventpipe.broker import KafkaBroker, KafkaCluster, replication_for
 
-    broker = KafkaBroker(settings)
+    nodes = args.nodes or settings.kafka_nodes
+    broker = KafkaBroker(settings) if nodes == 1 else KafkaCluster(settings, nodes=nodes)
     started = time.monotonic()
     broker.start()
-    print(f"Kafka ready at {broker.bootstrap} in {time.monotonic() - started:.1f}s; Ctrl-C stops it", flush=True)
+    replicas, min_isr = replication_for(nodes)
+    print(f"Kafka ({nodes} node{'s' if nodes > 1 else ''}, topics with replication factor {replicas}, "
+          f"min.insync.replicas {min_isr}) ready in {time.monotonic() - started:.1f}s; Ctrl-C stops it\n"
+          f"  EVENTPIPE_KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    members = broker.nodes if nodes > 1 else [broker]
     try:
-        while broker.proc and broker.proc.poll() is None:
+        while any(m.alive() for m in members):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -164,8 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventpipe", description=__doc__,
                                      epilog="Settings come from EVENTPIPE_* environment variables (see README).")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run broker, processor and collector locally in the foreground")
-    sub.add_parser("broker", help="run only the local Kafka broker")
+    up = sub.add_parser("up", help="run broker, processor and collector locally in the foreground")
+    up.add_argument("--brokers", type=int, choices=[1, 3],
+                    help="Kafka nodes: 3 = a KRaft cluster, replication factor 3 (default: EVENTPIPE_KAFKA_NODES)")
+    broker = sub.add_parser("broker", help="run only the local Kafka broker (or a cluster of 3)")
+    broker.add_argument("--nodes", type=int, choices=[1, 3],
+                        help="3 = a KRaft cluster of 3 broker+controller nodes on 127.0.0.1, replication "
+                             "factor 3, min.insync.replicas 2 (default: EVENTPIPE_KAFKA_NODES)")
     sub.add_parser("collector", help="run the HTTP collector")
     sub.add_parser("processor", help="run the faust processor worker")
     sub.add_parser("migrate", help="apply ClickHouse migrations to the store")

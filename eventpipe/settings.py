@@ -34,6 +34,10 @@ class Settings:
     topic_raw: str = "events.raw"
     # Dead letters: what processors reject, with the reason.
     topic_dlq: str = "events.dlq"
+    # Local Kafka nodes (`eventpipe broker --nodes`, `eventpipe up --brokers`): 1, or 3 KRaft broker+controller
+    # nodes with replication factor 3 and min.insync.replicas 2; with one address in kafka_bootstrap, node i
+    # listens on its port + 2 * (i - 1).
+    kafka_nodes: int = 1
 
     # Collector
     # Collector bind address and port.

@@ -8,6 +8,7 @@ then the broker.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 
-from eventpipe.broker import KafkaBroker
+from eventpipe.broker import KafkaBroker, KafkaCluster, start_kafka
 from eventpipe.settings import Settings
 
 
@@ -78,13 +79,19 @@ def eventpipe_command(*args: str) -> list[str]:
 
 
 class LocalStack:
-    def __init__(self, settings: Settings, out=sys.stdout, broker: KafkaBroker | None = None):
+    def __init__(self, settings: Settings, out=sys.stdout, broker: KafkaBroker | KafkaCluster | None = None):
         self.settings = settings
         self.out = out
         self.broker = broker
         self._own_broker = broker is None
         self.processor: Child | None = None
         self.collector: Child | None = None
+        if broker is not None:
+            self._bootstrap_to(broker)
+
+    def _bootstrap_to(self, broker: KafkaBroker | KafkaCluster) -> None:
+        """Children bootstrap to every node, so any one of them being down at their start is harmless."""
+        self.settings = dataclasses.replace(self.settings, kafka_bootstrap=broker.bootstrap)
 
     @property
     def collector_url(self) -> str:
@@ -100,8 +107,10 @@ class LocalStack:
     def start(self, timeout: float = 120.0) -> "LocalStack":
         try:
             if self._own_broker:
-                self.broker = KafkaBroker(self.settings).start(out=self.out)
-                print(f"   broker | Kafka {self.settings.kafka_version} ready at {self.broker.bootstrap}",
+                self.broker = start_kafka(self.settings, out=self.out)
+                self._bootstrap_to(self.broker)
+                nodes = f"{self.settings.kafka_nodes} nodes " if self.settings.kafka_nodes > 1 else ""
+                print(f"   broker | Kafka {self.settings.kafka_version} {nodes}ready at {self.broker.bootstrap}",
                       file=self.out, flush=True)
             self.start_processor(timeout)
             self.start_collector(timeout)
