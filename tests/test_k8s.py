@@ -396,3 +396,33 @@ def test_slo_alerts_use_the_metrics_the_code_exports(manifests):
     monitors = {d["metadata"]["name"]: d for d in manifests["base"] if d["kind"] in ("ServiceMonitor", "PodMonitor")}
     assert monitors["eventpipe-collector"]["spec"]["endpoints"][0]["port"] == "http"
     assert monitors["eventpipe-processor"]["spec"]["podMetricsEndpoints"][0]["port"] == "web"
+
+
+def test_production_kafka_is_what_the_cluster_tests_ran(manifests):
+    """Replication, min ISR and leader election as in tests/test_cluster.py's local 3-node cluster
+    (eventpipe/broker.py), brokers from the plan, and replicas spread across zones."""
+    from eventpipe.broker import replication_for, topic_configs
+
+    docs = manifests["production"]
+    replicas, min_isr = replication_for(3)
+    assert (replicas, min_isr) == (3, 2)
+    (kafka,) = of_kind(docs, "Kafka")
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["default.replication.factor"] == replicas and config["min.insync.replicas"] == min_isr
+    assert config["offsets.topic.replication.factor"] == replicas
+    assert config["transaction.state.log.replication.factor"] == replicas
+    assert config["transaction.state.log.min.isr"] == min_isr
+    assert config["unclean.leader.election.enable"] is False
+    for spec in topic_specs():
+        (topic,) = [t for t in of_kind(docs, "KafkaTopic") if t["spec"]["topicName"] == spec.name]
+        tested = topic_configs(spec, nodes=3)
+        assert topic["spec"]["replicas"] == replicas
+        for key in ("min.insync.replicas", "unclean.leader.election.enable"):
+            assert str(topic["spec"]["config"][key]).lower() == tested[key], (spec.name, key)
+    sizing = json.loads((K8S / "plan" / "plan.json").read_text())["sizing"]["kafka"]
+    brokers = one(docs, "KafkaNodePool", "brokers")["spec"]
+    assert brokers["replicas"] == sizing["brokers"] >= replicas and sizing["replication"] == replicas
+    assert one(docs, "KafkaNodePool", "controllers")["spec"]["replicas"] == 3  # a quorum that survives one loss
+    assert kafka["spec"]["kafka"]["rack"] == {"topologyKey": "topology.kubernetes.io/zone"}
+    spread = one(docs, "Deployment", "eventpipe-collector")["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert kafka["spec"]["kafka"]["rack"]["topologyKey"] in {s["topologyKey"] for s in spread}  # the same zones
