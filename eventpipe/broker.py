@@ -21,6 +21,7 @@ import dataclasses
 import importlib.resources
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -340,6 +341,34 @@ class KafkaBroker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def free_port_block(count: int) -> int:
+    """A port p with p .. p + count - 1 all free on 127.0.0.1, below the kernel's ephemeral range.
+
+    A port the kernel hands out as a client's source port (``bind(0)``) can be taken by any outgoing
+    connection between the pick and the broker's bind; on a busy machine that happens (measured
+    here: "Address already in use" for a node's port). Below the range only listeners compete.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    while True:
+        base = rng.randrange(10000, max(10001, low - count))
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
 
 
 def node_ports(settings: Settings, nodes: int) -> list[int]:

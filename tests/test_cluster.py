@@ -26,10 +26,10 @@ import aiohttp
 import orjson
 import pytest
 
-from eventpipe.broker import KafkaCluster, partitions
+from eventpipe.broker import KafkaCluster, free_port_block, partitions
 from eventpipe.stack import LocalStack
 from eventpipe.verify import verify
-from tests.conftest import free_port, make_settings, query, wait_for
+from tests.conftest import make_settings, query, wait_for
 from tests.http import basic
 from tests.test_exactly_once import EVENTS_PER_REQUEST, Loader
 
@@ -104,9 +104,9 @@ class TimedLoader(Loader):
 def cluster_stack(tmp_path_factory):
     """Three combined KRaft nodes (small heaps), the processor and the collector bootstrapped to all three."""
     tmp_path = tmp_path_factory.mktemp("cluster")
-    bootstrap = ",".join(f"127.0.0.1:{free_port(pair=True)}" for _ in range(3))
-    settings = make_settings(tmp_path, kafka_bootstrap=bootstrap, kafka_nodes=3, broker_heap="384m",
-                             processor_session_timeout=6.0)
+    # six ports (3 nodes x client + controller) below the ephemeral range: see free_port_block
+    settings = make_settings(tmp_path, kafka_bootstrap=f"127.0.0.1:{free_port_block(6)}", kafka_nodes=3,
+                             broker_heap="384m", processor_session_timeout=6.0)
     started = time.monotonic()
     cluster = KafkaCluster(settings).start()
     log = open(tmp_path / "stack.log", "w")
