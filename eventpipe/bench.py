@@ -7,6 +7,7 @@ packages, nor in the image): this module puts it on the path and dispatches.
     eventpipe bench collector      (a)+(d) collector vs bare server on one core, latency at 80 %
     eventpipe bench processor      (b) processor draining a pre-filled topic into chDB, one core
     eventpipe bench e2e            (c) the whole pipeline at fixed rates, freshness percentiles
+    eventpipe bench cluster        the collector against 1 Kafka node vs 3 (replication factor 3), same run
     eventpipe bench smoke          CI guard: collector/bare ratio, <= 90 s
     eventpipe bench micro          pytest-benchmark microbenchmarks (benchmarks/test_micro.py)
 
@@ -80,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--open-connections", type=int, default=512)
     e.add_argument("--name", default="e2e", help="result file name (results/NAME.json, NAME.png)")
 
+    k = sub.add_parser("cluster", help="collector throughput and latency with 1 Kafka node vs 3 (RF 3)")
+    _common(k, 10)
+    k.add_argument("--repeats", type=int, default=2, help="rounds of (1 node, 3 nodes)")
+    k.add_argument("--connections", type=int, default=256, help="wrk connections for saturation")
+    k.add_argument("--rate", type=float, default=400,
+                   help="offered req/s of the open-loop latency run (below both layouts' saturation)")
+    k.add_argument("--latency-duration", type=float, default=15)
+    k.add_argument("--open-connections", type=int, default=256)
+    k.add_argument("--heap", default="512m", help="max heap of each Kafka JVM")
+    k.add_argument("--layouts", action="store_true",
+                   help="instead: 3 combined nodes vs 3 brokers + 1 controller (results/cluster-layout.json)")
+
     sub.add_parser("smoke", add_help=False, help="CI guard (see --help)")
     sub.add_parser("micro", add_help=False, help="pytest-benchmark microbenchmarks (extra arguments go to pytest)")
     return parser
@@ -103,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "eventpipe bench " + " ".join(argv)
     import scenarios
 
+    if args.scenario == "cluster":
+        import cluster
+
+        cluster.scenario_cluster(args)
+        return 0
     {"collector": scenarios.scenario_collector, "processor": scenarios.scenario_processor,
      "e2e": scenarios.scenario_e2e}[args.scenario](args)
     return 0
