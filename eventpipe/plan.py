@@ -33,6 +33,8 @@ FALLBACKS = {
     "processor_eps_per_core": 150_000.0,  # issue 5 target: Kafka -> ClickHouse with rollups
     "clickhouse_bytes_per_event": 60.0,  # compressed on disk, events table
     "kafka_bytes_per_event": 400.0,  # record bytes per event on a broker's disk (one replica)
+    # replicated bytes a broker appends per CPU-second (150 MB/s per 2-core broker before it was measured)
+    "kafka_broker_write_mb_s_per_core": 75.0,
 }
 # Benchmark JSON keys that provide each number directly (searched at any depth).
 RESULT_KEYS = {
@@ -40,9 +42,11 @@ RESULT_KEYS = {
     "processor_eps_per_core": ("processor_events_per_sec_per_core",),
     "clickhouse_bytes_per_event": ("clickhouse_bytes_per_event",),
     "kafka_bytes_per_event": ("kafka_bytes_per_event",),
+    "kafka_broker_write_mb_s_per_core": ("kafka_broker_write_mb_s_per_core",),  # benchmarks/cluster.py
 }
 COLLECTOR_CPU = 1.0  # cores per collector pod (one granian worker), deploy/k8s requests
 PROCESSOR_CPU = 1.0  # cores per processor pod (one faust worker)
+BROKER_CPU = 2.0  # cores a broker pod requests (deploy/k8s/base/kafka/nodepools.yaml)
 KAFKA_REPLICATION = 3
 COMMIT_INTERVAL_S = 1.0  # faust broker_commit_interval in processors/app.py
 NICE_PARTITIONS = (12, 24, 36, 48, 60, 72, 96, 120, 144, 180, 240, 360)  # many divisors
@@ -79,6 +83,7 @@ class Capacities:
     kafka_bytes_per_event: float
     sources: dict[str, str]
     bare_server_rps_per_core: float | None = None
+    kafka_broker_write_mb_s_per_core: float = FALLBACKS["kafka_broker_write_mb_s_per_core"]
 
 
 def _find_key(doc, keys: tuple[str, ...]):
@@ -153,7 +158,6 @@ class Inputs:
     zones: int = 3
     max_disk_per_node_tb: float = 8.0
     free_disk_fraction: float = 0.3  # kept free on brokers and ClickHouse (merges, rebalancing)
-    broker_write_mb_s: float = 150.0  # sustained produce+replication per broker
 
     @property
     def peak_eps(self) -> float:
@@ -217,7 +221,8 @@ def size(inputs: Inputs, cap: Capacities, settings: Settings | None = None) -> d
     write_mb_s = inputs.peak_eps * cap.kafka_bytes_per_event * KAFKA_REPLICATION / 1e6
     max_node = inputs.max_disk_per_node_tb * 1e12
     brokers_for_disk = math.ceil(kafka_total / max_node)
-    brokers_for_write = math.ceil(write_mb_s / inputs.broker_write_mb_s)
+    broker_write_mb_s = cap.kafka_broker_write_mb_s_per_core * BROKER_CPU  # produce + replication per broker
+    brokers_for_write = math.ceil(write_mb_s / broker_write_mb_s)
     brokers = _balanced_brokers(max(3, brokers_for_disk, brokers_for_write), partitions * KAFKA_REPLICATION)
 
     ch_logical = day * cap.clickhouse_bytes_per_event * inputs.retention_days * 1.05  # + rollups
@@ -243,6 +248,7 @@ def size(inputs: Inputs, cap: Capacities, settings: Settings | None = None) -> d
             "replication": KAFKA_REPLICATION, "brokers": brokers,
             "brokers_for_disk": brokers_for_disk, "brokers_for_write": brokers_for_write,
             "write_mb_s_with_replication": round(write_mb_s, 1),
+            "broker_write_mb_s": round(broker_write_mb_s, 1),
             "disk_total_tb": round(kafka_total / 1e12, 2),
             "disk_tb_per_retention_day": round(kafka_total / (raw_days + DLQ_FRACTION * dlq_days) / 1e12, 2),
             "disk_per_broker_gib": math.ceil(kafka_total / brokers / 2**30),
@@ -577,7 +583,8 @@ def report(inputs: Inputs, cap: Capacities, sizing: dict, summaries: dict[str, d
     for field, label in (("collector_rps_per_core", "collector requests/s"),
                          ("processor_eps_per_core", "processor events/s"),
                          ("clickhouse_bytes_per_event", "ClickHouse bytes/event"),
-                         ("kafka_bytes_per_event", "Kafka bytes/event")):
+                         ("kafka_bytes_per_event", "Kafka bytes/event"),
+                         ("kafka_broker_write_mb_s_per_core", "Kafka MB/s/broker core")):
         lines.append(f"  {label:<24}{getattr(cap, field):>12,.0f}   {cap.sources[field]}")
     if cap.bare_server_rps_per_core:
         lines.append(f"  (bare-server ceiling {cap.bare_server_rps_per_core:,.0f} requests/s/core "
@@ -611,7 +618,8 @@ def report(inputs: Inputs, cap: Capacities, sizing: dict, summaries: dict[str, d
                  "  -> set it in deploy/k8s/overlays/production (local and CI keep schemas/topics.py's)"),
               f"Kafka: {k['disk_total_tb']} TB total ({k['raw_retention_days']:g} d retention, RF "
               f"{k['replication']}, {k['disk_tb_per_retention_day']} TB per retention day); brokers by disk {k['brokers_for_disk']}, by write rate "
-              f"{k['brokers_for_write']} ({k['write_mb_s_with_replication']} MB/s with replication), minimum 3",
+              f"{k['brokers_for_write']} ({k['write_mb_s_with_replication']} MB/s with replication at "
+              f"{k['broker_write_mb_s']} MB/s per {BROKER_CPU:g}-core broker), minimum 3",
               f"ClickHouse: {ch['data_per_day_gb']} GB/day; {ch['disk_per_replica_set_tb']} TB per replica "
               f"set incl. rollups and merge headroom",
               f"KEDA: CPU trigger {p['cpu_target_percent']} % tracks throughput; lag trigger "

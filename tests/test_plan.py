@@ -194,3 +194,17 @@ def test_main_prints_the_table_and_writes_json_and_plot(tmp_path, capsys):
                       "--no-plot"]) == 0
     assert not (tmp_path / "np" / "plan.png").exists()
     assert plan.main(["--peak-rps", "0"]) == 2
+
+
+def test_broker_write_capacity_comes_from_the_cluster_benchmark(tmp_path):
+    import dataclasses
+
+    assert plan.load_capacities(tmp_path).sources["kafka_broker_write_mb_s_per_core"].startswith("FALLBACK")
+    (tmp_path / "cluster.json").write_text(json.dumps({"scenario": "cluster", "kafka_broker_write_mb_s_per_core": 10}))
+    cap = plan.load_capacities(tmp_path)
+    assert cap.kafka_broker_write_mb_s_per_core == 10
+    assert "cluster.json" in cap.sources["kafka_broker_write_mb_s_per_core"]
+    s = plan.size(ISSUE, dataclasses.replace(FALLBACK, kafka_broker_write_mb_s_per_core=10))
+    # 150,000 events/s x 400 bytes x RF 3 = 180 MB/s over brokers of 10 MB/s per core x 2 cores
+    assert s["kafka"]["broker_write_mb_s"] == 10 * plan.BROKER_CPU == 20
+    assert s["kafka"]["brokers_for_write"] == math.ceil(180 / 20) == 9
