@@ -285,3 +285,21 @@ def test_below_min_isr_the_collector_refuses_and_keeps_what_it_acked(cluster_sta
           f"acked {acked} events, stored {kept} ({kept_unique} unique); refused-then-landed {late}")
     assert (kept, kept_unique) == (acked, acked)
     assert late == late_unique  # a refused bundle may still land after the outage, but only once
+
+
+def test_node_ports_and_cluster_sizes(tmp_path):
+    from eventpipe.broker import BrokerError, node_ports, replication_for
+
+    one = make_settings(tmp_path, kafka_bootstrap="127.0.0.1:19092")
+    assert node_ports(one, 3) == [19092, 19094, 19096]  # each node's controller on the port after
+    listed = make_settings(tmp_path, kafka_bootstrap="127.0.0.1:1,127.0.0.1:5,127.0.0.1:9")
+    assert node_ports(listed, 3) == [1, 5, 9]
+    with pytest.raises(BrokerError, match="lists 3 addresses for 5 nodes"):
+        node_ports(listed, 5)
+    for bad in (2, 4):
+        with pytest.raises(BrokerError, match="odd number of nodes"):
+            KafkaCluster(one, nodes=bad)
+    assert replication_for(1) == (1, 1) and replication_for(3) == (3, 2)
+    cluster = KafkaCluster(one, data_dir=tmp_path / "c", nodes=3)
+    assert cluster.bootstrap == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    assert [n.voters for n in cluster.nodes] == ["1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"] * 3
