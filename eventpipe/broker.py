@@ -128,7 +128,23 @@ def topic_configs(spec: TopicSpec, nodes: int) -> dict[str, str]:
             "unclean.leader.election.enable": "false"}
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], nodes: int = 1) -> None:
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], nodes: int = 1, timeout: float = 60.0) -> None:
+    """Create the topics of ``specs`` that are missing.
+
+    A broker that has logged "started" can still answer without a controller for a moment (seen
+    under load: NodeNotReadyError for node None); retriable errors are retried, with a fresh
+    client and so fresh metadata, until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await _create_missing(bootstrap, specs, nodes)
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def _create_missing(bootstrap: str, specs: list[TopicSpec], nodes: int) -> None:
     replicas, _ = replication_for(nodes)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
