@@ -77,9 +77,16 @@ def stack(settings, broker):
 def private_stack(tmp_path, **overrides):
     """A whole stack on its own broker, for tests that kill or restart parts of it; logs in tmp_path/stack.log."""
     settings = make_settings(tmp_path, **overrides)
-    broker = KafkaBroker(settings).start()
+    with stack_on(KafkaBroker(settings).start(), tmp_path) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def stack_on(broker, tmp_path):
+    """Processor and collector on a started ``broker`` (one node or a cluster), stopped with it at the end;
+    their output in tmp_path/stack.log."""
     log = open(tmp_path / "stack.log", "w")
-    stack = LocalStack(settings, out=log, broker=broker)
+    stack = LocalStack(broker.settings, out=log, broker=broker)
     try:
         stack.start_processor()
         stack.start_collector()

@@ -27,9 +27,8 @@ import orjson
 import pytest
 
 from eventpipe.broker import KafkaCluster, free_port_block, partitions
-from eventpipe.stack import LocalStack
 from eventpipe.verify import verify
-from tests.conftest import make_settings, query, wait_for
+from tests.conftest import make_settings, query, stack_on, wait_for
 from tests.http import basic
 from tests.test_exactly_once import EVENTS_PER_REQUEST, Loader
 
@@ -109,17 +108,9 @@ def cluster_stack(tmp_path_factory):
                              broker_heap="384m", processor_session_timeout=6.0)
     started = time.monotonic()
     cluster = KafkaCluster(settings).start()
-    log = open(tmp_path / "stack.log", "w")
-    stack = LocalStack(settings, out=log, broker=cluster)
-    try:
-        stack.start_processor()
-        stack.start_collector()
+    with stack_on(cluster, tmp_path) as stack:
         print(f"cluster + processor + collector up in {time.monotonic() - started:.1f}s")
         yield stack, cluster
-    finally:
-        stack.stop()
-        cluster.stop()
-        log.close()
 
 
 def described(cluster: KafkaCluster) -> list:

@@ -2,11 +2,10 @@
 //
 //   node rudderstack.mjs URL WRITE_KEY RUN AT_MS
 //
-// sends every call type for user "<RUN>-user" (explicit timestamps AT_MS and AT_MS+1000 ms, explicit
-// messageIds "<RUN>-…", one event sent twice with its messageId as an app retrying would; one track with
-// neither), waits until the SDK reports each call delivered and prints a JSON report.
+// makes the calls of calls.mjs, waits until each is delivered and prints a JSON report.
 // tests/test_clients.py runs it and reads the stored rows back from ClickHouse.
 import Analytics from '@rudderstack/rudder-sdk-node'
+import { sendCalls } from './calls.mjs'
 import { createRequire } from 'node:module'
 
 const [url, writeKey, run, atMs] = process.argv.slice(2)
@@ -15,11 +14,6 @@ if (!atMs) {
   process.exit(2)
 }
 const { version } = createRequire(import.meta.url)('@rudderstack/rudder-sdk-node/package.json')
-const at = new Date(Number(atMs))
-const later = new Date(Number(atMs) + 1000)
-const user = `${run}-user`
-const anon = `${run}-anon`
-const id = (name) => `${run}-${name}`
 const context = {
   app: { name: 'rudder-shop', version: '7.3.0', build: '730' },
   os: { name: 'Windows', version: '11' },
@@ -37,22 +31,7 @@ const calls = []
 const call = (method, params) =>
   calls.push(new Promise((resolve) => client[method](params, (err) => resolve(err ? String(err?.message ?? err) : null))))
 
-call('identify', { messageId: id('identify'), userId: user, anonymousId: anon, timestamp: at, context,
-  traits: { email: 'rudder@example.com', name: 'Rudder Stack', logins: 3 } })
-const order = { messageId: id('track'), userId: user, event: 'Order Completed', timestamp: at, context,
-  properties: { revenue: 12.5, currency: 'EUR', items: [{ sku: 'a-1', qty: 2 }] } }
-call('track', order)
-call('track', order) // the same messageId again: stored once
-// no messageId or timestamp: the client makes both (its time goes in originalTimestamp, not timestamp)
-call('track', { userId: user, event: 'Order Viewed', properties: { n: 1 }, context })
-call('page', { messageId: id('page'), userId: user, category: 'Docs', name: 'Pricing', timestamp: later,
-  properties: { url: 'https://shop.example/pricing', path: '/pricing', referrer: 'https://search.example/' },
-  context })
-call('screen', { messageId: id('screen'), userId: user, name: 'Settings', timestamp: later,
-  properties: { tab: 'privacy' }, context })
-call('group', { messageId: id('group'), userId: user, groupId: `${run}-group`, timestamp: later,
-  traits: { name: 'Initech', employees: 420 }, context })
-call('alias', { messageId: id('alias'), previousId: anon, userId: user, timestamp: later, context })
+sendCalls(call, { run, atMs, context, traits: { email: 'rudder@example.com', name: 'Rudder Stack', logins: 3 } })
 
 await client.flush()
 const results = await Promise.all(calls)
