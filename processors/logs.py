@@ -14,6 +14,11 @@ The two expected coordinator messages are held back until the first assignment,
 for at most ``JOIN_GRACE_SECONDS`` after start, and counted in that assignment's
 line; after the grace (a broker that stays away, or a later coordinator move) they
 are logged as aiokafka writes them, like every other warning and error.
+
+A broker that goes away is a real error, and aiokafka says so, but ten times a
+second per connection while it retries: some sixty lines a second that bury
+everything else. Each of its messages is logged the first time, then at most once
+per ``REPEAT_SECONDS`` with the count of those left out in between.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 log = logging.getLogger("eventpipe.processor")
 
 JOIN_GRACE_SECONDS = 30.0
+REPEAT_SECONDS = 10.0
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # as the collector's (eventpipe/cli.py)
 # the two messages aiokafka logs while a fresh broker sets up the group coordinator
 EXPECTED_WHILE_JOINING = ("Group Coordinator Request failed: %s", "Marking the coordinator dead (node %s)for group %s.")
@@ -48,6 +54,31 @@ class FirstJoin(logging.Filter):
         return False
 
 
+class Repeats(logging.Filter):
+    """aiokafka's messages: each the first time, then one per ``every`` seconds saying how many were left out."""
+
+    def __init__(self, every: float = REPEAT_SECONDS, clock=time.monotonic):
+        super().__init__()
+        self.every = every
+        self.clock = clock
+        self.seen: dict[tuple[str, str], list] = {}  # (logger, message template) -> [last logged at, left out since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiokafka"):
+            return True
+        key, now = (record.name, str(record.msg)), self.clock()
+        entry = self.seen.get(key)
+        if entry is not None and now - entry[0] < self.every:
+            entry[1] += 1
+            return False
+        if entry is not None and entry[1]:
+            record.msg = f"{record.msg} [and {entry[1]} more like this in the last {now - entry[0]:.0f} s]"
+        if len(self.seen) > 1000:  # messages that embed changing values: keep the memory bounded
+            self.seen.clear()
+        self.seen[key] = [now, 0]
+        return True
+
+
 class ReadyLine(logging.Filter):
     """faust's worker at warning level, but for its one "Ready" line."""
 
@@ -60,10 +91,11 @@ def config(first_join: FirstJoin) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,  # eventpipe.* loggers exist before the worker configures logging
-        "filters": {"first_join": {"()": lambda: first_join}, "ready_line": {"()": ReadyLine}},
+        "filters": {"first_join": {"()": lambda: first_join}, "ready_line": {"()": ReadyLine},
+                    "repeats": {"()": Repeats}},
         "formatters": {"plain": {"format": FORMAT}},
         "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-                                "formatter": "plain"}},
+                                "formatter": "plain", "filters": ["repeats"]}},
         "root": {"level": "INFO", "handlers": ["stdout"]},
         "loggers": {
             "faust": {"level": "WARNING"},
