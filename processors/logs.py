@@ -123,8 +123,8 @@ def assigned_line(assigned, first_join: FirstJoin) -> str:
     by_topic: dict[str, set[int]] = {}
     for tp in assigned:
         by_topic.setdefault(tp.topic, set()).add(tp.partition)
-    text = ("assigned " + "; ".join(f"{topic} partitions {partition_ranges(ps)}" for topic, ps in sorted(by_topic.items()))
-            if by_topic else "assigned no partitions")
+    parts = [f"{topic} partitions {partition_ranges(ps)}" for topic, ps in sorted(by_topic.items())]
+    text = "assigned " + "; ".join(parts) if parts else "assigned no partitions"
     if not first_join.joined and first_join.held_back:
         text += (f" (first join: {first_join.held_back} expected coordinator errors held back while the broker "
                  "created __consumer_offsets)")

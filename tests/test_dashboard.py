@@ -127,8 +127,9 @@ def test_a_history_point_is_over_its_own_step():
     now = {"lag": 7.0, "freshness": [(0.5, 90.0), (1.0, 100.0), (INF, 100.0)], "written": 300.0, "rejected": 5.0,
            "cpu": 11.0, "rss": 6e8}
     collector_then = _collector_metrics(COLLECTOR_TEXT)
-    collector = _collector_metrics(COLLECTOR_TEXT.replace('code="401",path="/v1/batch"} 2.0', 'code="401",path="/v1/batch"} 6.0')
-                                   .replace("process_cpu_seconds_total 12.5", "process_cpu_seconds_total 12.9"))
+    later = (COLLECTOR_TEXT.replace('code="401",path="/v1/batch"} 2.0', 'code="401",path="/v1/batch"} 6.0')
+             .replace("process_cpu_seconds_total 12.5", "process_cpu_seconds_total 12.9"))
+    collector = _collector_metrics(later)
     writes = {"stalled": False, "consecutive_failures": 2, "oldest_unwritten_seconds": 4.5}
     point = history_point(2.0, now, then, collector, collector_then, writes)
     assert point["freshness_p99"] == pytest.approx(0.95) and point["lag"] == 7.0
@@ -211,7 +212,9 @@ def test_expected_coordinator_errors_are_held_back_only_until_the_first_join():
 def test_a_broker_away_is_logged_but_its_retry_storm_is_counted_not_repeated():
     now = [0.0]
     repeats = Repeats(every=10, clock=lambda: now[0])
-    connect = lambda: _record("aiokafka", logging.ERROR, "Unable connect to node with id %s: %s", 1, "refused")  # noqa: E731
+    def connect() -> logging.LogRecord:
+        return _record("aiokafka", logging.ERROR, "Unable connect to node with id %s: %s", 1, "refused")
+
     assert repeats.filter(connect())  # the first one: logged
     for _ in range(50):
         now[0] += 0.1
