@@ -19,6 +19,8 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 import orjson
 
+from eventpipe.progress import Progress
+
 PRODUCTS = [("sku-1001", "Trail Shoes", 89.0), ("sku-2002", "Rain Jacket", 129.5), ("sku-3003", "Water Bottle", 12.0),
             ("sku-4004", "Headlamp", 34.9), ("sku-5005", "Wool Socks", 9.5)]
 PLATFORMS = [
@@ -101,6 +103,7 @@ async def run_demo(url: str, write_key: str, requests: int, events_per_request: 
                "User-Agent": "eventpipe-demo/0.1"}
     remaining = requests
     started = time.monotonic()
+    progress = Progress(out)
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal remaining
@@ -116,11 +119,11 @@ async def run_demo(url: str, write_key: str, requests: int, events_per_request: 
                     result.failed += 1
             done = result.requests + result.failed
             if done % 100 == 0 or done == requests:
-                print(f"\r  demo: {done}/{requests} requests, {result.events} events accepted, "
-                      f"{result.failed} failed", end="", file=out, flush=True)
+                progress.update(f"  demo: {done}/{requests} requests, {result.events} events accepted, "
+                                f"{result.failed} failed")
 
     async with aiohttp.ClientSession() as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    print(file=out)
+    progress.done()
     result.seconds = time.monotonic() - started
     return result

@@ -31,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from eventpipe.settings import Settings
 from eventpipe.store import Store
 from processors.kafka_ranges import KafkaRangeReader
-from processors import dashboard
+from processors import dashboard, logs
 from processors.dead_letters import dead_letter
 from processors.health import WriteHealth
 from processors.rows import Rules
@@ -302,4 +302,7 @@ dashboard.register(app, store, health=health)
 
 
 def main() -> None:
-    faust.Worker(app, loglevel="info").execute_from_commandline()
+    # faust, mode and aiokafka at warning level, this process's own loggers at info (processors/logs.py);
+    # "info" here only keeps faust's terminal spinner off, and print() goes to stdout as it is
+    worker = faust.Worker(app, loglevel="info", logging_config=logs.install(app), redirect_stdouts=False)
+    worker.execute_from_commandline()

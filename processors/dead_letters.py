@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from eventpipe.progress import Progress
 from schemas.bundle import AcceptedRequest, encode_bundle
 
 REPLAYABLE = {"schema_violation", "too_old", "invalid_field"}
@@ -71,6 +72,7 @@ async def replay(bootstrap: str, dlq: str, raw: str, reasons: set[str] | None = 
     await producer.start()
     replayed = skipped = 0
     seen: set[tuple] = set()
+    progress = Progress(out)
     try:
         partitions = [TopicPartition(dlq, p) for p in sorted(await producer.partitions_for(dlq))]
         consumer.assign(partitions)
@@ -92,10 +94,11 @@ async def replay(bootstrap: str, dlq: str, raw: str, reasons: set[str] | None = 
                     pending.append(await producer.send(raw, encode_bundle([request]),
                                                        key=str(event.get("anonymousId") or event.get("userId")).encode()))
                     replayed += 1
-                    if out is not None and replayed % 1000 == 0:
-                        print(f"\r  replayed {replayed}", end="", file=out, flush=True)
+                    if replayed % 1000 == 0:
+                        progress.update(f"  replayed {replayed}")
         await asyncio.gather(*pending)
     finally:
+        progress.done()
         await consumer.stop()
         await producer.stop()
     return replayed, skipped
