@@ -37,6 +37,7 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 
+from eventpipe.progress import Progress
 from eventpipe.settings import Settings
 from schemas.topics import TopicSpec, topic_specs
 
@@ -81,13 +82,18 @@ def resolve_jars(settings: Settings, out=sys.stderr) -> Path:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail: list[str] = []
-        artifacts = 0
+        artifacts, shown = 0, 0.0
+        progress = Progress(out)
         for line in proc.stdout:
             tail = (tail + [line.rstrip()])[-30:]
             if line.startswith("Downloaded") or "Copying " in line:
                 artifacts += 1
-                print(f"\r  {artifacts} artifacts, {time.monotonic() - started:.0f}s", end="", file=out, flush=True)
-        print(file=out)
+                elapsed = time.monotonic() - started
+                if progress.terminal or elapsed - shown >= 5:  # a log file gets a line every 5 s, not per jar
+                    progress.update(f"  {artifacts} artifacts, {elapsed:.0f}s")
+                    shown = elapsed
+        progress.done()
+        print(f"  {artifacts} artifacts in {time.monotonic() - started:.0f}s", file=out, flush=True)
         if proc.wait() != 0:
             raise BrokerError("mvn could not resolve the Kafka broker:\n" + "\n".join(tail))
     done.write_text(settings.kafka_version)
