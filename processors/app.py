@@ -28,6 +28,7 @@ import pyarrow as pa
 import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from eventpipe.gc_tuning import tune_gc
 from eventpipe.settings import Settings
 from eventpipe.store import Store
 from processors.kafka_ranges import KafkaRangeReader
@@ -108,6 +109,7 @@ def write_batch(records: list[Record]) -> list[pa.Table]:
 @app.task
 async def open_store() -> None:
     await asyncio.to_thread(store)
+    tune_gc()  # start-up is over: what it made is frozen, and the young generation is collected less often
 
 
 @app.on_partitions_assigned.connect

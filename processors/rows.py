@@ -269,7 +269,7 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
         _revenue(properties),
         *_json_texts(properties, traits, context),
         anonymize_ip(client_ip, rules.ip_mode), request.user_agent,
-        flags, partition, offset,
+        flags or (), partition, offset,  # the empty tuple is one shared object: no garbage to track per event
         *user_agents.parse(user_agent),
         contract.id_text(ev["groupId"]) if kind == "group" else "",
         contract.id_text(ev["previousId"]) if kind == "alias" else "",
