@@ -134,7 +134,7 @@ class Collector:
             status, headers, body = 200, [("content-type", CONTENT_TYPE_LATEST)], generate_latest()
         else:
             status, headers, body = 404, JSON, error_body("not_found", f"no route {method} {path[:200]}")
-        metrics.REQUESTS.labels(path if status != 404 else "other", str(status)).inc()
+        metrics.request_counter(path if status != 404 else "other", status).inc()
         if status == 204:
             proto.response_empty(status, headers)
         else:
@@ -182,8 +182,8 @@ class Collector:
             if granted.bucket is not None:
                 self._check_rate(granted, events)
         except Rejected as rej:
-            metrics.REJECTED.labels(rej.code).inc()
-            metrics.EVENTS.labels("rejected").inc(events)
+            metrics.rejected_counter(rej.code).inc()
+            metrics.REJECTED_EVENTS.inc(events)
             # refused before the whole body was read: the connection cannot carry another request
             return rej.status, JSON + rej.headers + cors + ([] if incoming.complete else CLOSE), rej.body()
         request = AcceptedRequest(granted.project, int(time.time() * 1000), client_ip(scope),
@@ -194,7 +194,7 @@ class Collector:
             return self._unavailable(exc.code, str(exc), events, cors)
         except Exception:  # noqa: BLE001 - a Kafka failure (logged per bundle): nothing acked, the client retries
             return self._unavailable("kafka_unavailable", "the event store is unavailable; retry later", events, cors)
-        metrics.EVENTS.labels("accepted").inc(events)
+        metrics.ACCEPTED_EVENTS.inc(events)
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
         return 200, (JSON + cors) if cors else JSON, OK_BODY
 
@@ -215,8 +215,8 @@ class Collector:
 
     @staticmethod
     def _unavailable(code: str, message: str, events: int, cors: list) -> tuple[int, list, bytes]:
-        metrics.REJECTED.labels(code).inc()
-        metrics.EVENTS.labels("unavailable").inc(events)
+        metrics.rejected_counter(code).inc()
+        metrics.UNAVAILABLE_EVENTS.inc(events)
         return 503, JSON + [("retry-after", RETRY_AFTER_S)] + cors, error_body(code, message)
 
 
