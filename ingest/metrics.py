@@ -14,6 +14,9 @@ REQUEST_SECONDS = Histogram(
 BUNDLES = Counter("eventpipe_collector_bundles_total", "Kafka records (bundles) sent, by outcome", ["outcome"])
 BUNDLE_BYTES = Histogram("eventpipe_collector_bundle_bytes", "Encoded size of a bundle",
                          buckets=(1e3, 4e3, 16e3, 64e3, 256e3, 512e3, 1e6))
+RECORD_BYTES = Histogram("eventpipe_collector_record_batch_bytes",
+                         "Bytes of a bundle's Kafka record batch as sent (after compression, if any)",
+                         buckets=(500, 1e3, 4e3, 16e3, 64e3, 256e3, 512e3, 1e6))
 BUNDLE_REQUESTS = Histogram("eventpipe_collector_bundle_requests", "Requests per bundle",
                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 ACK_SECONDS = Histogram("eventpipe_collector_kafka_ack_seconds", "Time from bundle close to broker ack",
