@@ -267,21 +267,35 @@ SERVERS = {
              HERE / "apps"),
     "collector": ([sys.executable, "-m", "eventpipe.cli", "collector"], ROOT),
     # proposals, measured before they are made (apps/collector_variant.py)
-    "collector-lz4": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
-    "collector-zstd": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
+    "collector-lz4": ([sys.executable, "-m", "eventpipe.cli", "collector"], ROOT),
+    "collector-zstd": ([sys.executable, "-m", "eventpipe.cli", "collector"], ROOT),
+    "collector-none": ([sys.executable, "-m", "eventpipe.cli", "collector"], ROOT),
     "collector-nullsink": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
     "collector-timersink": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
+    "collector-baseline": ([sys.executable, "-m", "eventpipe.cli", "collector"], None),  # cwd: $EVENTPIPE_BENCH_BASELINE
 }
-VARIANT_ENV = {"collector-lz4": {"EVENTPIPE_BENCH_COMPRESSION": "lz4"},
-               "collector-zstd": {"EVENTPIPE_BENCH_COMPRESSION": "zstd"},
+VARIANT_ENV = {"collector-lz4": {"EVENTPIPE_RECORD_COMPRESSION": "lz4"},
+               "collector-zstd": {"EVENTPIPE_RECORD_COMPRESSION": "zstd"},
+               "collector-none": {"EVENTPIPE_RECORD_COMPRESSION": "none"},
                "collector-nullsink": {"EVENTPIPE_BENCH_NULL_SINK": "1"},
                "collector-timersink": {"EVENTPIPE_BENCH_TIMER_SINK": "1"}}
+
+
+# `--baseline DIR`: the collector of another checkout (e.g. `git worktree add /tmp/base main`), run in the same
+# rounds as this one's, so a change is measured against what it replaces under the same load.
+BASELINE_ENV = "EVENTPIPE_BENCH_BASELINE"
 
 
 def start_server(name: str, port: int, log, broker=None, extra_env: dict | None = None) -> subprocess.Popen:
     cmd, cwd = SERVERS[name]
     env = {"EVENTPIPE_WRITE_KEYS": KEY_ENV, "EVENTPIPE_COLLECTOR_PORT": str(port),
            "EVENTPIPE_COLLECTOR_HOST": HOST, **VARIANT_ENV.get(name, {}), **(extra_env or {})}
+    if name == "collector-baseline":
+        cwd = Path(os.environ[BASELINE_ENV]).resolve()
+        env["PYTHONPATH"] = str(cwd)
+    elif name.startswith("collector"):  # this checkout's ingest/, whatever package is installed
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH")
+                                                             else []))
     if broker is not None:
         env["EVENTPIPE_KAFKA_BOOTSTRAP"] = broker.bootstrap
     proc = spawn([a.format(port=port) for a in cmd], "0", env, log, cwd)
@@ -375,6 +389,10 @@ def measure_open_loop(name: str, reqs: list[bytes], rate: float, duration: float
 def scenario_collector(args) -> dict:
     global PY_SPY_NATIVE
     PY_SPY_NATIVE = getattr(args, "native", False)
+    if getattr(args, "baseline", None):
+        os.environ[BASELINE_ENV] = args.baseline
+    if "collector-baseline" in args.servers and not os.environ.get(BASELINE_ENV):
+        raise SystemExit("eventpipe bench collector: collector-baseline needs --baseline DIR")
     reqs = load.build_requests(f"{HOST}", args.pool, args.events, None, args.gzip, WRITE_KEYS, args.devices)
     broker = start_broker("1")
     names = list(args.servers)
@@ -467,8 +485,10 @@ def plot_collector(doc: dict, path: Path) -> None:
         ax.scatter([i] * len(vals), vals, c=colors, zorder=3, s=18)
     labels = {"bare": "bare granian RSGI\n(parse + 200)", "collector": "eventpipe collector\n(acks=all)",
               "collector-lz4": "collector,\nlz4 records", "collector-zstd": "collector,\nzstd records",
+              "collector-none": "collector,\nuncompressed records",
               "collector-nullsink": "collector,\nno Kafka write",
-              "collector-timersink": "collector,\n5 ms timer, no Kafka"}
+              "collector-timersink": "collector,\n5 ms timer, no Kafka",
+              "collector-baseline": "baseline collector\n(--baseline)"}
     ax.set_xticks(range(len(names)), [labels.get(n, n) for n in names], fontsize=8)
     ax.set_ylabel("requests/s on one core (bar = median; red = disturbed run)")
     ax.set_title(f"saturation, wrk -c{doc['wrk']['connections']}: ratio {doc['collector_vs_bare']:.2f}", fontsize=10)

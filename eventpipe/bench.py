@@ -47,9 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c, 10)
     c.add_argument("--repeats", type=int, default=3)
     c.add_argument("--servers", nargs="+", default=["bare", "collector"],
-                   choices=["bare", "collector", "collector-lz4", "collector-zstd", "collector-nullsink", "collector-timersink"],
-                   help="bare and collector always; collector-lz4/-zstd: compressed Kafka records (needs "
-                        "cramjam); collector-nullsink: everything but the Kafka write")
+                   choices=["bare", "collector", "collector-lz4", "collector-zstd", "collector-none",
+                            "collector-nullsink", "collector-timersink", "collector-baseline"],
+                   help="bare and collector always; collector-lz4/-zstd/-none: that record compression; "
+                        "collector-nullsink: everything but the Kafka write; collector-baseline: the collector of "
+                        "the --baseline checkout")
+    c.add_argument("--baseline", help="a checkout (directory) whose collector runs as collector-baseline")
     c.add_argument("--retries", type=int, default=3, help="max re-runs of disturbed runs")
     c.add_argument("--connections", type=int, default=256, help="wrk connections for saturation")
     c.add_argument("--latency-duration", type=float, default=20, help="open-loop run at 80 %% (0: skip)")
