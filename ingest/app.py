@@ -40,6 +40,7 @@ CLOSE = [("connection", "close")]
 
 BATCH = "batch"
 MAX_GRANTED_HEADERS = 10_000
+_CODES = {code: str(code) for code in (200, 204, 400, 401, 404, 405, 408, 413, 415, 429, 503)}
 # Segment's endpoints, plus the one-letter paths analytics.js (analytics-next) posts to.
 ROUTES = {
     "/v1/batch": BATCH, "/v1/b": BATCH,
@@ -139,7 +140,7 @@ class Collector:
             status, headers, body = 200, [("content-type", CONTENT_TYPE_LATEST)], generate_latest()
         else:
             status, headers, body = 404, JSON, error_body("not_found", f"no route {method} {path[:200]}")
-        metrics.request_counter(path if status != 404 else "other", status).inc()
+        metrics.REQUESTS.inc((path if status != 404 else "other", _CODES.get(status) or str(status)))
         if status == 204:
             proto.response_empty(status, headers)
         else:
@@ -192,7 +193,7 @@ class Collector:
                 self._check_rate(granted, events)
         except Rejected as rej:
             metrics.rejected_counter(rej.code).inc()
-            metrics.REJECTED_EVENTS.inc(events)
+            metrics.EVENTS.inc(("rejected",), events)
             # refused before the whole body was read: the connection cannot carry another request
             return rej.status, JSON + rej.headers + cors + ([] if incoming.complete else CLOSE), rej.body()
         request = AcceptedRequest(granted.project, int(time.time() * 1000), client_ip(scope),
@@ -203,7 +204,7 @@ class Collector:
             return self._unavailable(exc.code, str(exc), events, cors)
         except Exception:  # noqa: BLE001 - a Kafka failure (logged per bundle): nothing acked, the client retries
             return self._unavailable("kafka_unavailable", "the event store is unavailable; retry later", events, cors)
-        metrics.ACCEPTED_EVENTS.inc(events)
+        metrics.EVENTS.inc(("accepted",), events)
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
         return 200, (JSON + cors) if cors else JSON, OK_BODY
 
@@ -225,7 +226,7 @@ class Collector:
     @staticmethod
     def _unavailable(code: str, message: str, events: int, cors: list) -> tuple[int, list, bytes]:
         metrics.rejected_counter(code).inc()
-        metrics.UNAVAILABLE_EVENTS.inc(events)
+        metrics.EVENTS.inc(("unavailable",), events)
         return 503, JSON + [("retry-after", RETRY_AFTER_S)] + cors, error_body(code, message)
 
 
