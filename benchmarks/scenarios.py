@@ -855,3 +855,78 @@ def scenario_e2e(args) -> dict:
     print(f"bench e2e: wrote {path}")
     return doc
 
+
+
+# --- the whole local stack, unpinned: what a user of `eventpipe up` sees ---------------------------------------
+def scenario_stack(args) -> dict:
+    """Broker, processor and collector on the 2 cores (no pinning), wrk closed loop (1 thread, ``--connections``)
+    against the collector: requests/s with 0 errors, each process's CPU, and how far the processor keeps up.
+    ``--baseline DIR`` runs the same stack again with that checkout's collector (same broker and processor)."""
+    if getattr(args, "baseline", None):
+        os.environ[BASELINE_ENV] = args.baseline
+    reqs = load.build_requests(HOST, args.pool, args.events, None, args.gzip, WRITE_KEYS, args.devices)
+    names = ["collector"] + (["collector-baseline"] if os.environ.get(BASELINE_ENV) else [])
+    plan = [n for _ in range(args.repeats) for n in names]
+    broker = start_broker(None)
+    data = Path(tempfile.mkdtemp(prefix="eventpipe-bench-stack-"))
+    web = free_port()
+    runs = {n: [] for n in names}
+    with tempfile.TemporaryFile() as plog:
+        processor = start_processor(broker, data, web, plog, None)
+        try:
+            for name in plan:
+                cport = free_port()
+                with tempfile.TemporaryFile() as clog:
+                    cmd, cwd = SERVERS[name]
+                    env = {"EVENTPIPE_KAFKA_BOOTSTRAP": broker.bootstrap, "EVENTPIPE_WRITE_KEYS": KEY_ENV,
+                           "EVENTPIPE_COLLECTOR_PORT": str(cport), "EVENTPIPE_COLLECTOR_HOST": HOST}
+                    if name == "collector-baseline":
+                        cwd = Path(os.environ[BASELINE_ENV]).resolve()
+                        env["PYTHONPATH"] = str(cwd)
+                    else:
+                        env["PYTHONPATH"] = str(ROOT)
+                    collector = spawn(cmd, None, env, clog, cwd)
+                    try:
+                        wait_ready(f"http://{HOST}:{cport}/readyz", collector, 60, clog)
+                        load.wrk_saturate(f"http://{HOST}:{cport}", 2, args.connections, reqs, cpu=None)
+                        w0 = _metric(http_get(f"http://{HOST}:{web}/metrics")[1].decode(),
+                                     "eventpipe_processor_events_written_total")
+                        cc, pc = CpuMeter(collector.pid, None), CpuMeter(processor.pid, None)
+                        bc = CpuMeter(broker.proc.pid, None)
+                        t0 = time.monotonic()
+                        r = load.wrk_saturate(f"http://{HOST}:{cport}", args.duration, args.connections, reqs,
+                                              cpu=None)
+                        wall = time.monotonic() - t0
+                        c, p, b = cc.read(), pc.read(), bc.read()
+                        w1 = _metric(http_get(f"http://{HOST}:{web}/metrics")[1].decode(),
+                                     "eventpipe_processor_events_written_total")
+                        r.update(collector_cpu=c["server_cpu"], processor_cpu=p["server_cpu"],
+                                 broker_cpu=b["server_cpu"], cpu_busy=c["cpu_busy"],
+                                 processor_events_per_sec=round((w1 - w0) / wall),
+                                 events_per_sec_accepted=round(r["requests_per_sec"] * args.events),
+                                 collector_rss_peak_mb=group_rss_mb(collector.pid))
+                        m = collector_metrics(cport)
+                        r["kafka"] = {"requests_per_bundle": round(m["bundle_requests_sum"] / max(1, m["bundles"]), 1),
+                                      "ack_ms_mean": round(1000 * m["ack_sum"] / max(1, m["ack_count"]), 2)}
+                    finally:
+                        stop(collector)
+                runs[name].append(r)
+                print(f"bench stack: {name:18s} {r['requests_per_sec']:8.0f} req/s  non-2xx {r['non_2xx']}  "
+                      f"socket errors {r['socket_errors']}  cpu: collector {r['collector_cpu']:.0%} processor "
+                      f"{r['processor_cpu']:.0%} broker {r['broker_cpu']:.0%}; processor wrote "
+                      f"{r['processor_events_per_sec']} events/s of {r['events_per_sec_accepted']} accepted; "
+                      f"kafka {r['kafka']}", flush=True)
+        finally:
+            stop(processor)
+            stop_broker(broker)
+            shutil.rmtree(data, ignore_errors=True)
+    doc = {"command": args.command_line,
+           "note": ("broker, processor, collector and wrk (-t1) share the 2 cores, nothing pinned; the processor "
+                    "drains what the collector accepts while it runs (wrk replays a pool of requests, so repeated "
+                    "messageIds are dropped by the processor: its events/s is what it wrote, not a capacity)"),
+           "connections": args.connections, "duration_s": args.duration, "events_per_request": args.events,
+           "median_requests_per_sec": {n: _median(r["requests_per_sec"] for r in runs[n]) for n in names},
+           "runs": runs}
+    path = write_result(args.name, doc)
+    print(f"bench stack: {doc['median_requests_per_sec']}; wrote {path}")
+    return doc

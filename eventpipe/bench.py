@@ -7,6 +7,7 @@ packages, nor in the image): this module puts it on the path and dispatches.
     eventpipe bench collector      (a)+(d) collector vs bare server on one core, latency at 80 %
     eventpipe bench processor      (b) processor draining a pre-filled topic into chDB, one core
     eventpipe bench e2e            (c) the whole pipeline at fixed rates, freshness percentiles
+    eventpipe bench stack          the whole local stack unpinned under wrk -t1 -c64: requests/s, CPU split
     eventpipe bench smoke          CI guard: collector/bare ratio, <= 90 s
     eventpipe bench micro          pytest-benchmark microbenchmarks (benchmarks/test_micro.py)
 
@@ -83,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--open-connections", type=int, default=512)
     e.add_argument("--name", default="e2e", help="result file name (results/NAME.json, NAME.png)")
 
+    st = sub.add_parser("stack", help="the whole local stack unpinned on 2 cores under wrk: req/s, CPU split")
+    _common(st, 15)
+    st.add_argument("--connections", type=int, default=64, help="wrk connections (closed loop, 1 thread)")
+    st.add_argument("--repeats", type=int, default=1)
+    st.add_argument("--baseline", help="a checkout whose collector also runs, alternating, in the same stack")
+    st.add_argument("--name", default="stack", help="result file name (results/NAME.json)")
+
     sub.add_parser("smoke", add_help=False, help="CI guard (see --help)")
     sub.add_parser("micro", add_help=False, help="pytest-benchmark microbenchmarks (extra arguments go to pytest)")
     return parser
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     import scenarios
 
     {"collector": scenarios.scenario_collector, "processor": scenarios.scenario_processor,
-     "e2e": scenarios.scenario_e2e}[args.scenario](args)
+     "e2e": scenarios.scenario_e2e, "stack": scenarios.scenario_stack}[args.scenario](args)
     return 0
 
 
