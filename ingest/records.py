@@ -34,6 +34,12 @@ MAGIC = 2
 NO_PARTITION_LEADER_EPOCH = -1
 
 CODECS = {None: 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+# the header in three parts: before the CRC, the CRC, and what the CRC covers (attributes .. record count)
+_PREFIX = struct.Struct(">qiib")
+_CRC = struct.Struct(">I")
+_TAIL = struct.Struct(">hiqqqhii")
+assert _PREFIX.size + _CRC.size + _TAIL.size == HEADER.size
+_ONE_RECORD_HEAD = b"\x00\x00\x00\x01"  # attributes 0, timestamp delta 0, offset delta 0, no key (-1)
 
 
 def _varint(value: int) -> bytes:
@@ -118,9 +124,15 @@ class RecordBatch:
 
     # --- the bytes ---------------------------------------------------------------------------------------
     def build(self) -> bytes:
-        parts: list[bytes] = []
-        for i, value in enumerate(self._values):
-            parts += _record(i, 0, value)
+        values = self._values
+        if len(values) == 1:  # the collector's case: one bundle, offset and timestamp deltas 0
+            value = values[0]
+            head = _ONE_RECORD_HEAD + _varint(len(value))
+            parts = [_varint(len(head) + len(value) + 1), head, value, b"\x00"]
+        else:
+            parts = []
+            for i, value in enumerate(values):
+                parts += _record(i, 0, value)
         attributes = 0
         if self._compress is not None:
             plain = b"".join(parts)
@@ -128,14 +140,15 @@ class RecordBatch:
             parts = [plain]
             if len(packed) < len(plain):
                 parts, attributes = [packed], self._codec
-        length = sum(map(len, parts))
+        length = 0
+        for part in parts:
+            length += len(part)
         producer_id, epoch, sequence = self._state
-        count = len(self._values)
-        header = bytearray(HEADER.pack(
-            0, HEADER.size - AFTER_LENGTH + length, NO_PARTITION_LEADER_EPOCH, MAGIC, 0, attributes,
-            count - 1, self._timestamp, self._timestamp, producer_id, epoch, sequence, count))
-        struct.pack_into(">I", header, CRC_OFFSET, checksum(bytes(header[ATTRIBUTES_OFFSET:]), parts))
-        parts.insert(0, header)
+        count = self._count
+        tail = _TAIL.pack(attributes, count - 1, self._timestamp, self._timestamp, producer_id, epoch, sequence, count)
+        crc = checksum(tail, parts)
+        parts[0:0] = (_PREFIX.pack(0, HEADER.size - AFTER_LENGTH + length, NO_PARTITION_LEADER_EPOCH, MAGIC),
+                      _CRC.pack(crc), tail)
         return b"".join(parts)
 
 
