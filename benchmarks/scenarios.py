@@ -434,11 +434,11 @@ def scenario_collector(args) -> dict:
                     for n in names if n.startswith("collector-")}
         latency = None
         if args.latency_duration > 0:
-            rate = round(0.8 * med["collector"]["requests_per_sec"])
+            rate = getattr(args, "latency_rate", None) or round(0.8 * med["collector"]["requests_per_sec"])
             latency = measure_open_loop("collector", reqs, rate, args.latency_duration, args.open_connections,
                                         broker)
             lat = latency["latency"]
-            print(f"bench collector: open loop at {rate} req/s (80 %): {latency['ok_per_sec']:.0f} ok/s, "
+            print(f"bench collector: open loop at {rate} req/s: {latency['ok_per_sec']:.0f} ok/s, "
                   f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, p99.9 {lat['p99.9_ms']} ms; "
                   f"incomplete {latency['incomplete']}, cpu {latency['server_cpu']:.0%}", flush=True)
     finally:
@@ -462,10 +462,11 @@ def scenario_collector(args) -> dict:
         "runs": runs,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
-    path = write_result("collector", doc)
-    plot_collector(doc, RESULTS / "collector.png")
+    name = getattr(args, "name", "collector")
+    path = write_result(name, doc)
+    plot_collector(doc, RESULTS / f"{name}.png")
     print(f"bench collector: collector {med['collector']['requests_per_sec']:.0f} req/s/core, bare "
-          f"{med['bare']['requests_per_sec']:.0f}, ratio {ratio:.2f}; wrote {path} and collector.png")
+          f"{med['bare']['requests_per_sec']:.0f}, ratio {ratio:.2f}; wrote {path} and {name}.png")
     return doc
 
 
@@ -504,7 +505,7 @@ def plot_collector(doc: dict, path: Path) -> None:
         ax3.plot([p["t"] for p in tl], [p["ok"] for p in tl], color="grey", lw=0.8, label="200/s")
         ax3.set_ylabel("200 responses/s", color="grey")
         ax2.legend(loc="upper left")
-        ax2.set_title(f"collector open loop at {lat['offered_rate']:.0f} req/s (80 %): "
+        ax2.set_title(f"collector open loop at {lat['offered_rate']:.0f} req/s: "
                       f"p99 {lat['latency']['p99_ms']} ms", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--connections", type=int, default=256, help="wrk connections for saturation")
     c.add_argument("--latency-duration", type=float, default=20, help="open-loop run at 80 %% (0: skip)")
     c.add_argument("--open-connections", type=int, default=512)
+    c.add_argument("--latency-rate", type=float,
+                   help="open-loop rate instead of 80 %% of the measured one (the generator shares CPU 1 with the "
+                        "broker: above ~5,000 req/s it is the generator and the broker that queue)")
+    c.add_argument("--name", default="collector", help="result file name (results/NAME.json, NAME.png)")
     c.add_argument("--profile", action="store_true",
                    help="py-spy flame graphs of each server's first run to results/profile-{bare,collector}.svg "
                         "(profiled runs are slower: leave them out of published numbers)")
