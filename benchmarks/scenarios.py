@@ -463,6 +463,9 @@ def scenario_collector(args) -> dict:
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     name = getattr(args, "name", "collector")
+    if name != "collector":  # a variant run (other connections, a fixed latency rate): not a capacity for the plan
+        doc["variant_collector_requests_per_sec_per_core"] = doc.pop("collector_requests_per_sec_per_core")
+        doc["scenario"] = "collector-variant"
     path = write_result(name, doc)
     plot_collector(doc, RESULTS / f"{name}.png")
     print(f"bench collector: collector {med['collector']['requests_per_sec']:.0f} req/s/core, bare "
