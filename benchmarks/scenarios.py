@@ -267,21 +267,35 @@ SERVERS = {
              HERE / "apps"),
     "collector": ([sys.executable, "-m", "eventpipe.cli", "collector"], ROOT),
     # proposals, measured before they are made (apps/collector_variant.py)
-    "collector-lz4": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
-    "collector-zstd": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
+    "collector-lz4": ([sys.executable, "-m", "eventpipe.cli", "collector"], ROOT),
+    "collector-zstd": ([sys.executable, "-m", "eventpipe.cli", "collector"], ROOT),
+    "collector-none": ([sys.executable, "-m", "eventpipe.cli", "collector"], ROOT),
     "collector-nullsink": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
     "collector-timersink": ([sys.executable, str(HERE / "apps" / "collector_variant.py")], ROOT),
+    "collector-baseline": ([sys.executable, "-m", "eventpipe.cli", "collector"], None),  # cwd: $EVENTPIPE_BENCH_BASELINE
 }
-VARIANT_ENV = {"collector-lz4": {"EVENTPIPE_BENCH_COMPRESSION": "lz4"},
-               "collector-zstd": {"EVENTPIPE_BENCH_COMPRESSION": "zstd"},
+VARIANT_ENV = {"collector-lz4": {"EVENTPIPE_RECORD_COMPRESSION": "lz4"},
+               "collector-zstd": {"EVENTPIPE_RECORD_COMPRESSION": "zstd"},
+               "collector-none": {"EVENTPIPE_RECORD_COMPRESSION": "none"},
                "collector-nullsink": {"EVENTPIPE_BENCH_NULL_SINK": "1"},
                "collector-timersink": {"EVENTPIPE_BENCH_TIMER_SINK": "1"}}
+
+
+# `--baseline DIR`: the collector of another checkout (e.g. `git worktree add /tmp/base main`), run in the same
+# rounds as this one's, so a change is measured against what it replaces under the same load.
+BASELINE_ENV = "EVENTPIPE_BENCH_BASELINE"
 
 
 def start_server(name: str, port: int, log, broker=None, extra_env: dict | None = None) -> subprocess.Popen:
     cmd, cwd = SERVERS[name]
     env = {"EVENTPIPE_WRITE_KEYS": KEY_ENV, "EVENTPIPE_COLLECTOR_PORT": str(port),
            "EVENTPIPE_COLLECTOR_HOST": HOST, **VARIANT_ENV.get(name, {}), **(extra_env or {})}
+    if name == "collector-baseline":
+        cwd = Path(os.environ[BASELINE_ENV]).resolve()
+        env["PYTHONPATH"] = str(cwd)
+    elif name.startswith("collector"):  # this checkout's ingest/, whatever package is installed
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH")
+                                                             else []))
     if broker is not None:
         env["EVENTPIPE_KAFKA_BOOTSTRAP"] = broker.bootstrap
     proc = spawn([a.format(port=port) for a in cmd], "0", env, log, cwd)
@@ -375,6 +389,10 @@ def measure_open_loop(name: str, reqs: list[bytes], rate: float, duration: float
 def scenario_collector(args) -> dict:
     global PY_SPY_NATIVE
     PY_SPY_NATIVE = getattr(args, "native", False)
+    if getattr(args, "baseline", None):
+        os.environ[BASELINE_ENV] = args.baseline
+    if "collector-baseline" in args.servers and not os.environ.get(BASELINE_ENV):
+        raise SystemExit("eventpipe bench collector: collector-baseline needs --baseline DIR")
     reqs = load.build_requests(f"{HOST}", args.pool, args.events, None, args.gzip, WRITE_KEYS, args.devices)
     broker = start_broker("1")
     names = list(args.servers)
@@ -416,11 +434,11 @@ def scenario_collector(args) -> dict:
                     for n in names if n.startswith("collector-")}
         latency = None
         if args.latency_duration > 0:
-            rate = round(0.8 * med["collector"]["requests_per_sec"])
+            rate = getattr(args, "latency_rate", None) or round(0.8 * med["collector"]["requests_per_sec"])
             latency = measure_open_loop("collector", reqs, rate, args.latency_duration, args.open_connections,
                                         broker)
             lat = latency["latency"]
-            print(f"bench collector: open loop at {rate} req/s (80 %): {latency['ok_per_sec']:.0f} ok/s, "
+            print(f"bench collector: open loop at {rate} req/s: {latency['ok_per_sec']:.0f} ok/s, "
                   f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, p99.9 {lat['p99.9_ms']} ms; "
                   f"incomplete {latency['incomplete']}, cpu {latency['server_cpu']:.0%}", flush=True)
     finally:
@@ -444,10 +462,14 @@ def scenario_collector(args) -> dict:
         "runs": runs,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
-    path = write_result("collector", doc)
-    plot_collector(doc, RESULTS / "collector.png")
+    name = getattr(args, "name", "collector")
+    if name != "collector":  # a variant run (other connections, a fixed latency rate): not a capacity for the plan
+        doc["variant_collector_requests_per_sec_per_core"] = doc.pop("collector_requests_per_sec_per_core")
+        doc["scenario"] = "collector-variant"
+    path = write_result(name, doc)
+    plot_collector(doc, RESULTS / f"{name}.png")
     print(f"bench collector: collector {med['collector']['requests_per_sec']:.0f} req/s/core, bare "
-          f"{med['bare']['requests_per_sec']:.0f}, ratio {ratio:.2f}; wrote {path} and collector.png")
+          f"{med['bare']['requests_per_sec']:.0f}, ratio {ratio:.2f}; wrote {path} and {name}.png")
     return doc
 
 
@@ -467,8 +489,10 @@ def plot_collector(doc: dict, path: Path) -> None:
         ax.scatter([i] * len(vals), vals, c=colors, zorder=3, s=18)
     labels = {"bare": "bare granian RSGI\n(parse + 200)", "collector": "eventpipe collector\n(acks=all)",
               "collector-lz4": "collector,\nlz4 records", "collector-zstd": "collector,\nzstd records",
+              "collector-none": "collector,\nuncompressed records",
               "collector-nullsink": "collector,\nno Kafka write",
-              "collector-timersink": "collector,\n5 ms timer, no Kafka"}
+              "collector-timersink": "collector,\n5 ms timer, no Kafka",
+              "collector-baseline": "baseline collector\n(--baseline)"}
     ax.set_xticks(range(len(names)), [labels.get(n, n) for n in names], fontsize=8)
     ax.set_ylabel("requests/s on one core (bar = median; red = disturbed run)")
     ax.set_title(f"saturation, wrk -c{doc['wrk']['connections']}: ratio {doc['collector_vs_bare']:.2f}", fontsize=10)
@@ -484,7 +508,7 @@ def plot_collector(doc: dict, path: Path) -> None:
         ax3.plot([p["t"] for p in tl], [p["ok"] for p in tl], color="grey", lw=0.8, label="200/s")
         ax3.set_ylabel("200 responses/s", color="grey")
         ax2.legend(loc="upper left")
-        ax2.set_title(f"collector open loop at {lat['offered_rate']:.0f} req/s (80 %): "
+        ax2.set_title(f"collector open loop at {lat['offered_rate']:.0f} req/s: "
                       f"p99 {lat['latency']['p99_ms']} ms", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -835,3 +859,78 @@ def scenario_e2e(args) -> dict:
     print(f"bench e2e: wrote {path}")
     return doc
 
+
+
+# --- the whole local stack, unpinned: what a user of `eventpipe up` sees ---------------------------------------
+def scenario_stack(args) -> dict:
+    """Broker, processor and collector on the 2 cores (no pinning), wrk closed loop (1 thread, ``--connections``)
+    against the collector: requests/s with 0 errors, each process's CPU, and how far the processor keeps up.
+    ``--baseline DIR`` runs the same stack again with that checkout's collector (same broker and processor)."""
+    if getattr(args, "baseline", None):
+        os.environ[BASELINE_ENV] = args.baseline
+    reqs = load.build_requests(HOST, args.pool, args.events, None, args.gzip, WRITE_KEYS, args.devices)
+    names = ["collector"] + (["collector-baseline"] if os.environ.get(BASELINE_ENV) else [])
+    plan = [n for _ in range(args.repeats) for n in names]
+    broker = start_broker(None)
+    data = Path(tempfile.mkdtemp(prefix="eventpipe-bench-stack-"))
+    web = free_port()
+    runs = {n: [] for n in names}
+    with tempfile.TemporaryFile() as plog:
+        processor = start_processor(broker, data, web, plog, None)
+        try:
+            for name in plan:
+                cport = free_port()
+                with tempfile.TemporaryFile() as clog:
+                    cmd, cwd = SERVERS[name]
+                    env = {"EVENTPIPE_KAFKA_BOOTSTRAP": broker.bootstrap, "EVENTPIPE_WRITE_KEYS": KEY_ENV,
+                           "EVENTPIPE_COLLECTOR_PORT": str(cport), "EVENTPIPE_COLLECTOR_HOST": HOST}
+                    if name == "collector-baseline":
+                        cwd = Path(os.environ[BASELINE_ENV]).resolve()
+                        env["PYTHONPATH"] = str(cwd)
+                    else:
+                        env["PYTHONPATH"] = str(ROOT)
+                    collector = spawn(cmd, None, env, clog, cwd)
+                    try:
+                        wait_ready(f"http://{HOST}:{cport}/readyz", collector, 60, clog)
+                        load.wrk_saturate(f"http://{HOST}:{cport}", 2, args.connections, reqs, cpu=None)
+                        w0 = _metric(http_get(f"http://{HOST}:{web}/metrics")[1].decode(),
+                                     "eventpipe_processor_events_written_total")
+                        cc, pc = CpuMeter(collector.pid, None), CpuMeter(processor.pid, None)
+                        bc = CpuMeter(broker.proc.pid, None)
+                        t0 = time.monotonic()
+                        r = load.wrk_saturate(f"http://{HOST}:{cport}", args.duration, args.connections, reqs,
+                                              cpu=None)
+                        wall = time.monotonic() - t0
+                        c, p, b = cc.read(), pc.read(), bc.read()
+                        w1 = _metric(http_get(f"http://{HOST}:{web}/metrics")[1].decode(),
+                                     "eventpipe_processor_events_written_total")
+                        r.update(collector_cpu=c["server_cpu"], processor_cpu=p["server_cpu"],
+                                 broker_cpu=b["server_cpu"], cpu_busy=c["cpu_busy"],
+                                 processor_events_per_sec=round((w1 - w0) / wall),
+                                 events_per_sec_accepted=round(r["requests_per_sec"] * args.events),
+                                 collector_rss_peak_mb=group_rss_mb(collector.pid))
+                        m = collector_metrics(cport)
+                        r["kafka"] = {"requests_per_bundle": round(m["bundle_requests_sum"] / max(1, m["bundles"]), 1),
+                                      "ack_ms_mean": round(1000 * m["ack_sum"] / max(1, m["ack_count"]), 2)}
+                    finally:
+                        stop(collector)
+                runs[name].append(r)
+                print(f"bench stack: {name:18s} {r['requests_per_sec']:8.0f} req/s  non-2xx {r['non_2xx']}  "
+                      f"socket errors {r['socket_errors']}  cpu: collector {r['collector_cpu']:.0%} processor "
+                      f"{r['processor_cpu']:.0%} broker {r['broker_cpu']:.0%}; processor wrote "
+                      f"{r['processor_events_per_sec']} events/s of {r['events_per_sec_accepted']} accepted; "
+                      f"kafka {r['kafka']}", flush=True)
+        finally:
+            stop(processor)
+            stop_broker(broker)
+            shutil.rmtree(data, ignore_errors=True)
+    doc = {"command": args.command_line,
+           "note": ("broker, processor, collector and wrk (-t1) share the 2 cores, nothing pinned; the processor "
+                    "drains what the collector accepts while it runs (wrk replays a pool of requests, so repeated "
+                    "messageIds are dropped by the processor: its events/s is what it wrote, not a capacity)"),
+           "connections": args.connections, "duration_s": args.duration, "events_per_request": args.events,
+           "median_requests_per_sec": {n: _median(r["requests_per_sec"] for r in runs[n]) for n in names},
+           "runs": runs}
+    path = write_result(args.name, doc)
+    print(f"bench stack: {doc['median_requests_per_sec']}; wrote {path}")
+    return doc

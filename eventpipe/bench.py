@@ -8,6 +8,7 @@ packages, nor in the image): this module puts it on the path and dispatches.
     eventpipe bench processor      (b) processor draining a pre-filled topic into chDB, one core
     eventpipe bench e2e            (c) the whole pipeline at fixed rates, freshness percentiles
     eventpipe bench cluster        the collector against 1 Kafka node vs 3 (replication factor 3), same run
+    eventpipe bench stack          the whole local stack unpinned under wrk -t1 -c64: requests/s, CPU split
     eventpipe bench smoke          CI guard: collector/bare ratio, <= 90 s
     eventpipe bench micro          pytest-benchmark microbenchmarks (benchmarks/test_micro.py)
 
@@ -48,13 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(c, 10)
     c.add_argument("--repeats", type=int, default=3)
     c.add_argument("--servers", nargs="+", default=["bare", "collector"],
-                   choices=["bare", "collector", "collector-lz4", "collector-zstd", "collector-nullsink", "collector-timersink"],
-                   help="bare and collector always; collector-lz4/-zstd: compressed Kafka records (needs "
-                        "cramjam); collector-nullsink: everything but the Kafka write")
+                   choices=["bare", "collector", "collector-lz4", "collector-zstd", "collector-none",
+                            "collector-nullsink", "collector-timersink", "collector-baseline"],
+                   help="bare and collector always; collector-lz4/-zstd/-none: that record compression; "
+                        "collector-nullsink: everything but the Kafka write; collector-baseline: the collector of "
+                        "the --baseline checkout")
+    c.add_argument("--baseline", help="a checkout (directory) whose collector runs as collector-baseline")
     c.add_argument("--retries", type=int, default=3, help="max re-runs of disturbed runs")
     c.add_argument("--connections", type=int, default=256, help="wrk connections for saturation")
     c.add_argument("--latency-duration", type=float, default=20, help="open-loop run at 80 %% (0: skip)")
     c.add_argument("--open-connections", type=int, default=512)
+    c.add_argument("--latency-rate", type=float,
+                   help="open-loop rate instead of 80 %% of the measured one (the generator shares CPU 1 with the "
+                        "broker: above ~5,000 req/s it is the generator and the broker that queue)")
+    c.add_argument("--name", default="collector", help="result file name (results/NAME.json, NAME.png)")
     c.add_argument("--profile", action="store_true",
                    help="py-spy flame graphs of each server's first run to results/profile-{bare,collector}.svg "
                         "(profiled runs are slower: leave them out of published numbers)")
@@ -92,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--heap", default="512m", help="max heap of each Kafka JVM")
     k.add_argument("--layouts", action="store_true",
                    help="instead: 3 combined nodes vs 3 brokers + 1 controller (results/cluster-layout.json)")
+    st = sub.add_parser("stack", help="the whole local stack unpinned on 2 cores under wrk: req/s, CPU split")
+    _common(st, 15)
+    st.add_argument("--connections", type=int, default=64, help="wrk connections (closed loop, 1 thread)")
+    st.add_argument("--repeats", type=int, default=1)
+    st.add_argument("--baseline", help="a checkout whose collector also runs, alternating, in the same stack")
+    st.add_argument("--name", default="stack", help="result file name (results/NAME.json)")
 
     sub.add_parser("smoke", add_help=False, help="CI guard (see --help)")
     sub.add_parser("micro", add_help=False, help="pytest-benchmark microbenchmarks (extra arguments go to pytest)")
@@ -122,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.scenario_cluster(args)
         return 0
     {"collector": scenarios.scenario_collector, "processor": scenarios.scenario_processor,
-     "e2e": scenarios.scenario_e2e}[args.scenario](args)
+     "e2e": scenarios.scenario_e2e, "stack": scenarios.scenario_stack}[args.scenario](args)
     return 0
 
 

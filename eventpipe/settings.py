@@ -49,9 +49,12 @@ class Settings:
     write_keys: str = "demo-write-key=demo"
     # Request body limit, also after gunzip (Segment: 500 KB).
     max_batch_bytes: int = 500 * 1024
-    # A bundle (one Kafka record) closes after this many ms or bytes.
+    # A bundle (one Kafka record) closes after this many ms or bytes; while its partition's previous record
+    # waits for the broker's ack it keeps filling and ships at the ack.
     bundle_window_ms: float = 5.0
     bundle_max_bytes: int = 768 * 1024
+    # Compression of the collector's Kafka record batches: "lz4", "zstd" or "none".
+    record_compression: str = "lz4"
     # More write keys, from a file: JSON {"project": ["key", …]} or lines "key=project" (docs/segment-compatibility.md).
     write_keys_file: Path | None = None
     # Segment's limits: an event (and a single-event request) and the events in one batch.

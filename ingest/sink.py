@@ -20,6 +20,7 @@ from eventpipe.settings import Settings
 from ingest import metrics
 from ingest.bundler import Bundler
 from ingest.errors import Unavailable
+from ingest.records import install_flat_produce_encoding
 from schemas.bundle import AcceptedRequest
 
 log = logging.getLogger("eventpipe.collector")
@@ -52,8 +53,14 @@ def throttle_metadata_retries(producer: AIOKafkaProducer, backoff: float = METAD
     client._metadata_update = update_with_backoff
 
 
+RECORD_COMPRESSIONS = ("lz4", "zstd", "none")
+
+
 class KafkaSink:
     def __init__(self, settings: Settings):
+        if settings.record_compression not in RECORD_COMPRESSIONS:
+            raise ValueError(f"EVENTPIPE_RECORD_COMPRESSION must be one of {', '.join(RECORD_COMPRESSIONS)}, "
+                             f"not {settings.record_compression!r}")
         self.settings = settings
         self.producer: AIOKafkaProducer | None = None
         self.bundler: Bundler | None = None
@@ -72,6 +79,7 @@ class KafkaSink:
         await self.bundler.submit(key, request)
 
     def start(self) -> None:
+        install_flat_produce_encoding()
         loop = asyncio.get_running_loop()
         self._connector = loop.create_task(self._connect())
         self._prober = loop.create_task(self._probe())
@@ -94,7 +102,7 @@ class KafkaSink:
                 bootstrap_servers=s.kafka_bootstrap,
                 acks="all",  # aiokafka defaults to acks=1: durability needs every in-sync replica
                 enable_idempotence=True,
-                linger_ms=0,  # the bundler already waits; don't wait twice
+                linger_ms=0,  # the bundler already waits; don't wait twice (and hands over closed batches)
                 max_request_size=max(1024 * 1024, s.bundle_max_bytes + 64 * 1024),
                 request_timeout_ms=10_000,
                 client_id="eventpipe-collector",
@@ -112,7 +120,8 @@ class KafkaSink:
             self.producer = producer
             self.bundler = Bundler(producer, s.topic_raw, partitions, s.bundle_window_ms, s.bundle_max_bytes,
                                    max_inflight_bytes=s.max_inflight_bytes, on_fatal=self._replace_producer,
-                                   ack_timeout_ms=s.ack_timeout_ms, on_failure=self._on_failure)
+                                   ack_timeout_ms=s.ack_timeout_ms, on_failure=self._on_failure,
+                                   compression=None if s.record_compression == "none" else s.record_compression)
             self._set_reachable(True)
             log.info("collector connected to Kafka %s (%s: %d partitions)", s.kafka_bootstrap, s.topic_raw,
                      partitions)

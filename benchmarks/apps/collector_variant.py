@@ -1,26 +1,14 @@
-"""The real collector with one producer option changed, to measure a proposed change before making it.
+"""The real collector with one thing changed, to measure a proposed change before making it.
 
-``EVENTPIPE_BENCH_COMPRESSION=lz4|zstd|gzip`` sets the Kafka producer's ``compression_type``
-(ingest/sink.py leaves it unset: records go uncompressed). Everything else is ``eventpipe collector``.
+(Record compression is a setting now, EVENTPIPE_RECORD_COMPRESSION: the collector-lz4/-zstd/-none servers
+run the plain collector with it.) Everything else is ``eventpipe collector``.
 ``EVENTPIPE_BENCH_NULL_SINK=1`` answers 200 without writing to Kafka (see below).
 ``EVENTPIPE_BENCH_TIMER_SINK=1`` suspends each request until a 5 ms tick answers all waiting ones.
-Used by ``eventpipe bench collector --servers bare collector collector-zstd collector-nullsink``.
+Used by ``eventpipe bench collector --servers bare collector collector-nullsink collector-timersink``.
 """
 
 import os
 import sys
-
-import aiokafka
-
-COMPRESSION = os.environ.get("EVENTPIPE_BENCH_COMPRESSION")
-if COMPRESSION:
-    _init = aiokafka.AIOKafkaProducer.__init__
-
-    def _with_compression(self, *args, **kwargs):
-        kwargs.setdefault("compression_type", COMPRESSION)
-        _init(self, *args, **kwargs)
-
-    aiokafka.AIOKafkaProducer.__init__ = _with_compression  # inherited by granian's forked worker
 
 if os.environ.get("EVENTPIPE_BENCH_NULL_SINK"):
     # Everything of the collector but the Kafka write: submit returns at once (no bundle, no ack,
