@@ -15,13 +15,13 @@ starts and is flushed.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from eventpipe.gc_tuning import tune_gc
 from eventpipe.settings import Settings
 from ingest import metrics
 from ingest.batch import decode, fast_batch, judge_batch, judge_single, write_key_in
@@ -65,19 +65,6 @@ def missing_key() -> Rejected:
 
 def client_ip(scope) -> str:
     return scope.client.rsplit(":", 1)[0]
-
-
-def tune_gc() -> None:
-    """Keep the cyclic garbage collector off the hot path.
-
-    Every in-flight request holds futures, tasks and buffers while it waits for its bundle's
-    ack; with CPython's default thresholds (700 allocations) the collector traversed them
-    again and again: 10 % of the worker's samples were ``gc_collect_main`` (py-spy --native,
-    benchmarks/README.md). Objects alive after start-up are frozen (never scanned again) and
-    the youngest generation is collected every 50,000 allocations instead of 700. Reference
-    counting still frees almost everything at once; only cycles wait a little longer."""
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
 
 
 class Collector:
