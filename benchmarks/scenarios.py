@@ -135,7 +135,7 @@ class CpuMeter:
         wall = time.monotonic() - self.t0
         own = (group_cpu_seconds(self.pgid) - self.own0) / wall
         busy = cpu_busy_seconds()
-        out = {"server_cpu": round(own, 3),
+        out = {"server_cpu": round(own, 3), "server_cpu_seconds": round(own * wall, 3),
                "cpu_busy": {c: round((busy[c] - self.busy0[c]) / wall, 3) for c in busy}}
         if self.core is not None:
             out["foreign_cpu_on_core"] = round(max(0.0, out["cpu_busy"][self.core] - own), 3)
@@ -517,7 +517,7 @@ def plot_collector(doc: dict, path: Path) -> None:
 
 # --- (b): processor alone -----------------------------------------------------------------
 async def prefill(bootstrap: str, topic: str, reqs: list[bytes], events: int, requests_per_bundle: int,
-                  partitions: int = 12, compression: str | None = None) -> dict:
+                  partitions: int = 12, compression: str | None = None, keep: list | None = None) -> dict:
     """Produce bundles shaped like the collector's (``requests_per_bundle`` requests each) until ``events``."""
     from aiokafka import AIOKafkaProducer
 
@@ -531,7 +531,7 @@ async def prefill(bootstrap: str, topic: str, reqs: list[bytes], events: int, re
                                 max_request_size=2 * 1024 * 1024, compression_type=compression)
     await producer.start()
     made = records = nbytes = i = 0
-    futures = []
+    futures, values = [], []
     try:
         while made < events:
             now = int(time.time() * 1000)
@@ -544,6 +544,7 @@ async def prefill(bootstrap: str, topic: str, reqs: list[bytes], events: int, re
                 made += per_request[i % len(bodies)]
                 i += 1
             value = encode_bundle(group)
+            values.append(value)
             nbytes += len(value)
             futures.append(await producer.send(topic, value, partition=partition_for(str(records).encode(), partitions)))
             records += 1
@@ -553,6 +554,8 @@ async def prefill(bootstrap: str, topic: str, reqs: list[bytes], events: int, re
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    if keep is not None:
+        keep.extend(values)
     return {"events": made, "records": records, "requests": i, "record_bytes": nbytes}
 
 
@@ -604,6 +607,22 @@ def clickhouse_bytes(data: Path) -> dict:
             "rollup_bytes": {k: int(v or 0) for k, v in rollups.items()}}
 
 
+def measure_ceiling(bundles: list[bytes], batch_rows: int, cpu: str | None) -> dict:
+    """benchmarks/processor_costs.py --ceiling on ``bundles`` in its own process on ``cpu``: CPU per event of
+    inserting the rows pre-built, and of the processor's parts (explode, dedup) on the same rows."""
+    with tempfile.NamedTemporaryFile(suffix=".msgpack") as f:
+        import msgspec
+
+        f.write(msgspec.msgpack.encode(bundles))
+        f.flush()
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "processor_costs.py"), "--ceiling", f.name,
+               "--batch-rows", str(batch_rows)]
+        if cpu is not None:
+            cmd = ["taskset", "-c", cpu, *cmd]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout)
+
+
 def scenario_processor(args) -> dict:
     import matplotlib
 
@@ -616,8 +635,9 @@ def scenario_processor(args) -> dict:
             if rep:  # a fresh topic per round: recreate the broker
                 stop_broker(broker)
                 broker = start_broker("1")
+            bundles: list[bytes] = []
             filled = asyncio.run(prefill(broker.bootstrap, topic, reqs, args.total_events, args.requests_per_bundle,
-                                         compression=args.compression))
+                                         compression=args.compression, keep=bundles))
             kafka_bytes = topic_bytes(broker, topic)
             data = Path(tempfile.mkdtemp(prefix="eventpipe-bench-proc-"))
             port = free_port()
@@ -671,10 +691,19 @@ def scenario_processor(args) -> dict:
             if stalled:  # the rate up to the stall
                 t_end = min(t for t, w in series if w == w_end)
             eps = (w_end - w_first) / (t_end - t_first) if t_end > t_first else None
+            cpu_s = cpu.get("server_cpu_seconds")
+            per_cpu_s = (w_end - w_first) / cpu_s if cpu_s else None
+            # the in-run ceiling: the same rows, pre-built as Arrow, inserted into a fresh store on CPU 0 in
+            # micro-batches of the processor's size (benchmarks/processor_costs.py --ceiling)
+            ceiling = measure_ceiling(bundles, max(1, int(diag["rows_per_micro_batch"])), "0")
             ch = clickhouse_bytes(data)
             shutil.rmtree(data, ignore_errors=True)
             r = {"prefill": filled, "events_in_table": rows, "complete": rows == filled["events"], "stalled": stalled,
                  "events_per_sec": round(eps, 1) if eps else None, "drain_seconds": round(t_end - t_first, 2),
+                 "events_per_cpu_second": round(per_cpu_s, 1) if per_cpu_s else None,
+                 "ceiling": ceiling,
+                 "ratio_to_ceiling": round(per_cpu_s / ceiling["insert_events_per_cpu_second"], 3)
+                 if per_cpu_s else None,
                  "kafka_log_bytes": kafka_bytes, "kafka_bytes_per_event": round(kafka_bytes / filled["events"], 1),
                  "clickhouse": ch,
                  "clickhouse_bytes_per_event": round(ch["after_optimize"]["bytes"] / max(1, ch["after_optimize"]["rows"]), 1),
@@ -682,7 +711,9 @@ def scenario_processor(args) -> dict:
                  "processor_rss_peak_mb": rss, **cpu, **diag,
                  "series": [(round(t - series[0][0], 2), w) for t, w in series]}
             runs.append(r)
-            print(f"bench processor: round {rep + 1}: {r['events_per_sec']:.0f} events/s on CPU 0 "
+            print(f"bench processor: round {rep + 1}: {r['events_per_cpu_second']:.0f} events per CPU-second "
+                  f"(ceiling, pre-built rows inserted: {ceiling['insert_events_per_cpu_second']:.0f}; ratio "
+                  f"{r['ratio_to_ceiling']:.2f}); {r['events_per_sec']:.0f} events/s on CPU 0 "
                   f"(cpu {cpu.get('server_cpu', 0):.0%}, foreign {cpu.get('foreign_cpu_on_core', 0):.0%})"
                   f"{'  DISTURBED' if cpu.get('disturbed') else ''}; {rows}/{filled['events']} rows; "
                   f"{diag['rows_per_micro_batch']} rows/{diag['write_seconds_per_micro_batch']} s per micro-batch; "
@@ -700,6 +731,9 @@ def scenario_processor(args) -> dict:
         "record_compression": args.compression,
         "batch_records": args.batch_records,
         "processor_events_per_sec_per_core": _median(r["events_per_sec"] for r in clean),
+        "processor_events_per_cpu_second": _median(r["events_per_cpu_second"] for r in clean),
+        "ceiling_events_per_cpu_second": _median(r["ceiling"]["insert_events_per_cpu_second"] for r in clean),
+        "ratio_to_ceiling": _median(r["ratio_to_ceiling"] for r in clean),
         "events_per_sec": _median(r["events_per_sec"] for r in clean),
         "cores": 1,
         "kafka_bytes_per_event": _median(r["kafka_bytes_per_event"] for r in clean),
@@ -708,6 +742,7 @@ def scenario_processor(args) -> dict:
     }
     if args.profile:  # py-spy slows the process it samples: keep this run's numbers out of `eventpipe plan`
         for key in ("processor_events_per_sec_per_core", "events_per_sec", "kafka_bytes_per_event",
+                    "processor_events_per_cpu_second", "ratio_to_ceiling",
                     "clickhouse_bytes_per_event"):
             doc[f"profiled_{key}"] = doc.pop(key)
         doc["scenario"] = "processor-profiled"

@@ -42,6 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import Counter
 
+from eventpipe import _explode
+from processors import rows
 from processors.rows import Rules, explode
 
 log = logging.getLogger("eventpipe.processor")
@@ -65,7 +67,7 @@ def contiguous_ranges(records: list[Record]) -> list[list[Record]]:
     return ranges
 
 
-def message_key(project: str, message_id: str) -> int:
+def message_key(project: str, message_id: str) -> int:  # the specification of rows.message_keys
     """The first 8 bytes of MD5(project \\0 messageId), little-endian: ``message_keys.key`` (migration 0006)."""
     digest = hashlib.md5(f"{project}\0{message_id}".encode(), usedforsecurity=False).digest()
     return int.from_bytes(digest[:8], "little")
@@ -136,27 +138,28 @@ class EventWriter:
         A client that retries after a lost 200 sends the same body again: same key, same partition, a
         later offset. Looking only at *earlier* offsets keeps the result a pure function of the batch and
         what precedes it, so a replay of the batch produces the same rows and the same token holds.
-        (Keys are 64-bit: two distinct ids of one partition collide with odds ~n²/2⁶⁵, negligible.)"""
-        partitions = events.column("kafka_partition").to_pylist()
-        keys = list(map(message_key, events.column("project").to_pylist(), events.column("message_id").to_pylist()))
-        first: dict[int, int] = {}
-        for partition, offset in zip(partitions, events.column("kafka_offset").to_pylist()):
-            if offset < first.get(partition, offset + 1):
-                first[partition] = offset
+        (Keys are 64-bit: two distinct ids of one partition collide with odds ~n²/2⁶⁵, negligible.)
+        Keys, the key list of the query and the keep-mask are computed natively (``eventpipe._explode``):
+        no Python object per event."""
+        keys = rows.message_keys(events)
+        partitions = events.column("kafka_partition").combine_chunks()
+        firsts = events.group_by("kafka_partition").aggregate([("kafka_offset", "min")]).to_pydict()
+        first = dict(zip(firsts["kafka_partition"], firsts["kafka_offset_min"]))
         since = pc.min(events.column("received_at").cast(pa.int64())).as_py() - self.rules.dedup_window_ms
+        # the key list is digits only, written by the native code: inlined rather than bound as a parameter,
+        # which clickhouse-connect would format in Python, key by key
         stored = self.store.query(
             "SELECT kafka_partition, key, kafka_offset FROM message_keys WHERE kafka_partition IN {ps:Array(UInt16)} "
-            "AND key IN {keys:Array(UInt64)} AND received_at >= fromUnixTimestamp64Milli({since:Int64})",
-            parameters={"ps": sorted(first), "keys": sorted(set(keys)), "since": since}).rows
-        seen = {(p, k) for p, k, offset in stored if offset < first[p]}
-        keep = []
-        for item in zip(partitions, keys):
-            keep.append(item not in seen)
-            seen.add(item)
-        if all(keep):
+            f"AND key IN {_explode.keys_literal(memoryview(keys).cast('Q'))} "
+            "AND received_at >= fromUnixTimestamp64Milli({since:Int64})",
+            parameters={"ps": sorted(first), "since": since}).rows
+        seen = [(p, k) for p, k, offset in stored if offset < first[p]]
+        part_view = memoryview(partitions.buffers()[1]).cast("B")[partitions.offset * 2:][:len(partitions) * 2]
+        mask, dropped = _explode.keep_first(part_view.cast("H"), memoryview(keys).cast("Q"), seen)
+        if not dropped:
             return events
-        DUPLICATES.inc(keep.count(False))
-        return events.filter(pa.array(keep))
+        DUPLICATES.inc(dropped)
+        return events.filter(pa.Array.from_buffers(pa.bool_(), events.num_rows, [None, pa.py_buffer(mask)]))
 
     def _insert(self, records: list[Record], token: str) -> tuple[int, pa.Table]:
         """One batch (records in partition, offset order) as one insert per table, each with the batch's token."""

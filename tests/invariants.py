@@ -18,7 +18,10 @@ broken rule unless:
   ``writer.message_key`` computable and the message id non-empty (an empty id would make the writer drop
   every later event of the partition as a retry); revenue a Decimal(18, 4) that fits;
 * the output is a pure function of the input (exactly-once replays rely on it): a second call gives equal
-  tables.
+  tables;
+* (issue 12) the native engine's output is identical to the Python specification's,
+  ``processors.rows_reference.explode``, and so are its message keys: every property test is also a
+  differential test of the two paths.
 
 A request whose ``received_at_ms`` is itself outside the DateTime64 range never comes from the collector
 (it stamps its own clock), only from a corrupt or forged record. Every row carries received_at, so no
@@ -36,7 +39,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from processors import rows
+from processors import rows, rows_reference
 from processors.rows import Exploded, Rules, explode
 from processors.writer import message_key
 from schemas.bundle import decode_bundle
@@ -198,11 +201,34 @@ def check_explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules(),
     """Run ``explode`` and assert the property; returns its output."""
     out = explode(records, rules)
     check_output(records, rules, out)
+    check_same_as_reference(records, rules, out)
     if replay:
         again = explode(records, rules)
         if not (again.events.equals(out.events) and again.rejected.equals(out.rejected)):
             _fail("explode is not deterministic: a replay of the same records gives other rows")
     return out
+
+
+def check_same_as_reference(records: list[tuple[int, int, bytes]], rules: Rules, out: Exploded) -> None:
+    """The native engine (``processors.rows``) gives exactly the rows and rejects of the Python specification
+    (``processors.rows_reference``), and the message keys the writer's ``message_key`` computes."""
+    ref = rows_reference.explode(records, rules)
+    for what, got, want in (("events", out.events, ref.events), ("events_rejected", out.rejected, ref.rejected)):
+        if got.equals(want):
+            continue
+        if got.num_rows != want.num_rows:
+            _fail(f"{what}: the native path gives {got.num_rows} rows, the reference {want.num_rows}")
+        for name in want.schema.names:
+            a, b = got.column(name).to_pylist(), want.column(name).to_pylist()
+            for i, (x, y) in enumerate(zip(a, b)):
+                if x != y:
+                    _fail(f"{what}.{name} row {i}: native {x!r}, reference {y!r}")
+        _fail(f"{what}: the native table differs from the reference in its schema: {got.schema} vs {want.schema}")
+    keys = pa.Array.from_buffers(pa.uint64(), out.events.num_rows, [None, pa.py_buffer(rows.message_keys(out.events))])
+    want_keys = [message_key(p, m) for p, m in zip(out.events.column("project").to_pylist(),
+                                                   out.events.column("message_id").to_pylist())]
+    if keys.to_pylist() != want_keys:
+        _fail("rows.message_keys differs from writer.message_key")
 
 
 def explain(records: list[tuple[int, int, bytes]]) -> str:
