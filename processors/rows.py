@@ -7,7 +7,7 @@ client clock skew as Segment does: ``timestamp + (receivedAt - sentAt)``; the
 common ``context`` fields become typed columns.
 
 What only a processor can judge is judged here, per event, by the rules of
-``schemas.contract`` (the same the collector uses): field types (reject, or
+``eventpipe.schemas.contract`` (the same the collector uses): field types (reject, or
 coerce and flag), timestamps too old (rejected) or in the future (flagged),
 property schemas from the registry (per-project off/warn/enforce). Rejected
 events, and records that cannot be decoded at all, come out as rows of
@@ -31,9 +31,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from processors import user_agents
-from schemas import contract, registry
-from schemas.bundle import decode_bundle
+from eventpipe.processors import user_agents
+from eventpipe.schemas import contract, registry
+from eventpipe.schemas.bundle import decode_bundle
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
 REVENUE = pa.decimal128(18, 4)
@@ -88,7 +88,7 @@ class Rules:
     max_future_ms: int = 86_400_000
     schema_modes: dict = field(default_factory=lambda: {"*": "warn"})
     dedup_window_ms: int = 3_600_000
-    max_batch_bytes: int = 500 * 1024  # bounds a batch context's copies (schemas.contract.envelope_problem)
+    max_batch_bytes: int = 500 * 1024  # bounds a batch context's copies (eventpipe.schemas.contract.envelope_problem)
 
     @classmethod
     def from_settings(cls, settings) -> "Rules":

@@ -1,10 +1,10 @@
 """The property of issue 11, "judging is total", as one checker shared by the hypothesis tests and the fuzzer.
 
-``check_explode(records, rules)`` runs ``processors.rows.explode`` and raises ``AssertionError`` naming the
+``check_explode(records, rules)`` runs ``eventpipe.processors.rows.explode`` and raises ``AssertionError`` naming the
 broken rule unless:
 
 * ``explode`` returns (any exception it raises propagates: that is a failure too);
-* a record that ``schemas.bundle.decode_bundle`` cannot decode has exactly one rejected row, reason
+* a record that ``eventpipe.schemas.bundle.decode_bundle`` cannot decode has exactly one rejected row, reason
   ``undecodable_record``, and no stored row;
 * a request whose body is not a JSON object with a ``batch`` array has exactly one rejected row, reason
   ``undecodable_request``;
@@ -36,10 +36,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from processors import rows
-from processors.rows import Exploded, Rules, explode
-from processors.writer import message_key
-from schemas.bundle import decode_bundle
+from eventpipe.processors import rows
+from eventpipe.processors.rows import Exploded, Rules, explode
+from eventpipe.processors.writer import message_key
+from eventpipe.schemas.bundle import decode_bundle
 
 DT64_MIN_MS = -2_208_988_800_000  # 1900-01-01T00:00:00Z
 DT64_MAX_MS = 10_413_791_999_999  # 2299-12-31T23:59:59.999Z
