@@ -7,11 +7,11 @@ BIN     = $(VENV)/bin
 
 .PHONY: up test browser clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo 'eventpipe: installing dependencies into $(VENV) (first run only)'
-	$(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	$(BIN)/python -m pip install --progress-bar on -e ./sdk -e '.[test]'
 	touch $@
 
 ## Run broker + processor + collector locally (Ctrl-C stops all).

@@ -7,7 +7,7 @@ parts can be added up against the whole (benchmarks/README.md, "Where the time g
 * per request: the handler with a null sink (everything but Kafka), and its pieces: the one-pass batch check,
   the body read with its deadline, the key lookup, the metrics; the bundler's own work per request
   (submit, a future, the answer) with a producer that acks at once;
-* per record: aiokafka + ingest.records against a real broker (started here on CPU 1), 12 partitions per
+* per record: aiokafka + eventpipe.ingest.records against a real broker (started here on CPU 1), 12 partitions per
   produce request as the collector sends them, at 1..20 requests per record, uncompressed and lz4;
 * per byte: lz4 and CRC-32C.
 
@@ -80,9 +80,9 @@ async def _per_request(app, pairs, n: int) -> float:
     return round(min(times) * 1e6, 2)
 
 def _collector():
-    import ingest.app as app
-    from ingest.cors import Cors
-    from ingest.keys import KeyRing
+    import eventpipe.ingest.app as app
+    from eventpipe.ingest.cors import Cors
+    from eventpipe.ingest.keys import KeyRing
 
     s = Settings.from_env({"EVENTPIPE_WRITE_KEYS": "wk1=p1"})
     c = app.Collector(s)
@@ -92,10 +92,10 @@ def _collector():
 
 def per_request() -> dict:
     """The handler with a null sink, and its pieces."""
-    from ingest import metrics
-    from ingest.batch import fast_batch, parse_batch
-    from ingest.body import Body
-    from schemas.bundle import AcceptedRequest
+    from eventpipe.ingest import metrics
+    from eventpipe.ingest.batch import fast_batch, parse_batch
+    from eventpipe.ingest.body import Body
+    from eventpipe.schemas.bundle import AcceptedRequest
 
     out = {}
 
@@ -151,8 +151,8 @@ def per_request() -> dict:
 def bundler_per_request(per_record: int = 10) -> float:
     """The bundler's own work per request (submit, one future, the answer, and the bundle's msgpack encoding
     shared by its requests), the producer acking at once (no record batch is built)."""
-    from ingest.bundler import Bundler
-    from schemas.bundle import AcceptedRequest
+    from eventpipe.ingest.bundler import Bundler
+    from eventpipe.schemas.bundle import AcceptedRequest
 
     class Instant:
         async def send_batch(self, batch, topic, *, partition):
@@ -185,8 +185,8 @@ def per_record(bootstrap: str) -> dict:
     """CPU per record through aiokafka to a real broker, 12 partitions per produce request."""
     from aiokafka import AIOKafkaProducer
 
-    from ingest.records import RecordBatch, compressor, install_flat_produce_encoding
-    from schemas.bundle import AcceptedRequest, encode_bundle
+    from eventpipe.ingest.records import RecordBatch, compressor, install_flat_produce_encoding
+    from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
     async def run(requests: int, codec: str | None, rounds: int) -> dict:
         values = [encode_bundle([AcceptedRequest("bench0", 1764000000000, "10.0.0.1", "analytics-swift/1.7.1",
@@ -231,8 +231,8 @@ def per_record(bootstrap: str) -> dict:
 
 
 def per_byte() -> dict:
-    from ingest.records import checksum, compressor
-    from schemas.bundle import AcceptedRequest, encode_bundle
+    from eventpipe.ingest.records import checksum, compressor
+    from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
     value = encode_bundle([AcceptedRequest("p", 1, "ip", "ua", b) for b in BODIES[:10]])
     lz4 = compressor("lz4")

@@ -1,4 +1,4 @@
-"""``processors.rows.explode`` of another commit against the working tree's, interleaved in one process.
+"""``eventpipe.processors.rows.explode`` of another commit against the working tree's, interleaved in one process.
 
 Machines here are shared and noisy; two runs minutes apart are not comparable, rounds interleaved in one
 process are. Both explode the same realistic records (``test_micro._records``: 10-event requests, 6 per

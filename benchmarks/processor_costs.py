@@ -48,8 +48,8 @@ def best(fn, *args, rounds: int = ROUNDS):
 
 
 def main() -> dict:
-    from processors import rows as native, rows_reference
-    from processors.writer import EventWriter
+    from eventpipe.processors import rows as native, rows_reference
+    from eventpipe.processors.writer import EventWriter
 
     records = _records(EVENTS)
     doc: dict = {"events": EVENTS, "rounds": ROUNDS, "unit": "µs CPU per event (best of rounds)"}
@@ -92,8 +92,8 @@ def ceiling(path: str, batch_rows: int) -> dict:
     the first 20,000 events for the before/after of the same run."""
     import msgspec
 
-    from processors import rows, rows_reference
-    from processors.writer import EventWriter
+    from eventpipe.processors import rows, rows_reference
+    from eventpipe.processors.writer import EventWriter
 
     values = msgspec.msgpack.decode(Path(path).read_bytes())
     records = [(i % 12, i, v) for i, v in enumerate(values)]

@@ -521,8 +521,8 @@ async def prefill(bootstrap: str, topic: str, reqs: list[bytes], events: int, re
     """Produce bundles shaped like the collector's (``requests_per_bundle`` requests each) until ``events``."""
     from aiokafka import AIOKafkaProducer
 
-    from ingest.bundler import partition_for
-    from schemas.bundle import AcceptedRequest, encode_bundle
+    from eventpipe.ingest.bundler import partition_for
+    from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
     bodies = [r[r.index(b"\r\n\r\n") + 4:] for r in reqs]
     per_request = [len(load_batch(b)) for b in bodies]

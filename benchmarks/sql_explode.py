@@ -1,6 +1,6 @@
 """A measured proposal: explode request bodies in ClickHouse instead of in Python.
 
-The processor's floor is per-event Python in ``processors.rows.explode`` (~10 µs per event).
+The processor's floor is per-event Python in ``eventpipe.processors.rows.explode`` (~10 µs per event).
 This prototype inserts each accepted request's body as one row of a ``Null`` table whose
 materialized view explodes the ``batch`` array with ``JSONExtract`` into the real ``events``
 table (and so through the rollups), and compares it, in one run and on the same store, with
@@ -32,7 +32,7 @@ from test_micro import BODIES, _records  # noqa: E402
 
 from eventpipe.settings import Settings  # noqa: E402
 from eventpipe.store import Store  # noqa: E402
-from processors.rows import explode  # noqa: E402
+from eventpipe.processors.rows import explode  # noqa: E402
 
 EVENTS = 100_000
 ROUNDS = 3

@@ -19,9 +19,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eventpipe.demo import Device, make_batch  # noqa: E402
-from ingest.batch import parse_batch  # noqa: E402
-from processors.rows import bundles_to_table  # noqa: E402
-from schemas.bundle import AcceptedRequest, decode_bundle, encode_bundle  # noqa: E402
+from eventpipe.ingest.batch import parse_batch  # noqa: E402
+from eventpipe.processors.rows import bundles_to_table  # noqa: E402
+from eventpipe.schemas.bundle import AcceptedRequest, decode_bundle, encode_bundle  # noqa: E402
 
 LIMIT = 500 * 1024
 
@@ -51,14 +51,14 @@ def _records(events: int, per_bundle: int = 6) -> list[tuple[int, int, bytes]]:
 
 
 def test_parse_batch_10_events(benchmark):
-    """ingest.batch.parse_batch: one 10-event request (the collector's per-request validation)."""
+    """eventpipe.ingest.batch.parse_batch: one 10-event request (the collector's per-request validation)."""
     body = BODIES[0]
     parsed = benchmark(parse_batch, body, LIMIT)
     assert parsed.events == 10
 
 
 def test_encode_bundle_6_requests(benchmark):
-    """schemas.bundle.encode_bundle: one Kafka record of 6 requests (60 events)."""
+    """eventpipe.schemas.bundle.encode_bundle: one Kafka record of 6 requests (60 events)."""
     reqs = [AcceptedRequest("bench", 1, "10.0.0.1", "ua", b) for b in BODIES[:6]]
     value = benchmark(encode_bundle, reqs)
     assert decode_bundle(value) == reqs
@@ -70,7 +70,7 @@ def test_decode_bundle_6_requests(benchmark):
 
 
 def test_bundles_to_table_10k_events(benchmark):
-    """processors.rows.bundles_to_table: decode + enrich + Arrow columns for 10k events."""
+    """eventpipe.processors.rows.bundles_to_table: decode + enrich + Arrow columns for 10k events."""
     records = _records(10_000)
     table = benchmark(bundles_to_table, records)
     assert table.num_rows == 10_000

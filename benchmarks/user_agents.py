@@ -12,8 +12,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from test_micro import BODIES
-from schemas.bundle import AcceptedRequest, encode_bundle
-from processors import rows, user_agents
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.processors import rows, user_agents
 
 rng = random.Random(3)
 def ua(i):  # ~2,000 distinct realistic strings: browsers and app HTTP stacks by version

@@ -39,7 +39,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from eventpipe.progress import Progress
 from eventpipe.settings import Settings
-from schemas.topics import TopicSpec, topic_specs
+from eventpipe.schemas.topics import TopicSpec, topic_specs
 
 READY_LINE = "Kafka Server started"
 

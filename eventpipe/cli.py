@@ -82,14 +82,14 @@ def cmd_broker(settings: Settings, args) -> int:
 
 
 def cmd_collector(settings: Settings, args) -> int:
-    from ingest.server import serve
+    from eventpipe.ingest.server import serve
 
     serve(settings)
     return 0
 
 
 def cmd_processor(settings: Settings, args) -> int:
-    from processors.app import main
+    from eventpipe.processors.app import main
 
     main()
     return 0
@@ -147,7 +147,7 @@ def cmd_verify(settings: Settings, args) -> int:
 
 
 def cmd_dlq(settings: Settings, args) -> int:
-    from processors.dead_letters import REPLAYABLE, replay
+    from eventpipe.processors.dead_letters import REPLAYABLE, replay
 
     reasons = set(args.reason) if args.reason else REPLAYABLE
     replayed, skipped = asyncio.run(replay(settings.kafka_bootstrap, settings.topic_dlq, settings.topic_raw,

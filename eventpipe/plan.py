@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from eventpipe.settings import Settings
-from schemas.topics import DAY_MS, topic_specs
+from eventpipe.schemas.topics import DAY_MS, topic_specs
 
 # --- assumptions --------------------------------------------------------------------------
 

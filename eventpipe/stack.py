@@ -75,7 +75,8 @@ def wait_http(url: str, child: Child, timeout: float) -> None:
 
 
 def eventpipe_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "eventpipe.cli", *args]
+    # -P: no working directory on sys.path, so a user's own eventpipe/ or schemas/ folder cannot shadow ours.
+    return [sys.executable, "-P", "-m", "eventpipe.cli", *args]
 
 
 class LocalStack:

@@ -47,7 +47,7 @@ def connect(settings: Settings, readonly: bool = False):
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) for each file in schemas/clickhouse, in order."""
     out = []
-    for entry in importlib.resources.files("schemas").joinpath("clickhouse").iterdir():
+    for entry in importlib.resources.files("eventpipe.schemas").joinpath("clickhouse").iterdir():
         match = re.fullmatch(r"(\d{4})_(.+)\.sql", entry.name)
         if match:
             out.append((int(match[1]), match[2], entry.read_text()))

@@ -3,10 +3,10 @@
 granian's RSGI interface was the fastest server that still has timeouts and
 limits (benchmarks/servers/, DESIGN.md §3), so the ingest path is a plain
 RSGI callable with no framework: route, authenticate, judge the body
-(ingest.body, ingest.batch), hand it to the Kafka sink, answer once Kafka has
+(eventpipe.ingest.body, eventpipe.ingest.batch), hand it to the Kafka sink, answer once Kafka has
 acked it. The routes are Segment's HTTP Tracking API (docs/segment-compatibility.md).
 
-Run it with ``eventpipe collector`` (granian, uvloop; ingest.server sets the
+Run it with ``eventpipe collector`` (granian, uvloop; eventpipe.ingest.server sets the
 header limits). granian calls ``__rsgi_init__`` in each worker before serving
 and ``__rsgi_del__`` after its last request, which is where the producer
 starts and is flushed.
@@ -23,14 +23,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventpipe.gc_tuning import tune_gc
 from eventpipe.settings import Settings
-from ingest import metrics
-from ingest.batch import decode, fast_batch, judge_batch, judge_single, write_key_in
-from ingest.body import Body, decompress, too_large
-from ingest.cors import Cors
-from ingest.errors import RETRY_AFTER_S, Rejected, Unavailable, error_body
-from ingest.keys import KeyRing, redact, write_key_from_basic
-from ingest.sink import KafkaSink
-from schemas.bundle import AcceptedRequest
+from eventpipe.ingest import metrics
+from eventpipe.ingest.batch import decode, fast_batch, judge_batch, judge_single, write_key_in
+from eventpipe.ingest.body import Body, decompress, too_large
+from eventpipe.ingest.cors import Cors
+from eventpipe.ingest.errors import RETRY_AFTER_S, Rejected, Unavailable, error_body
+from eventpipe.ingest.keys import KeyRing, redact, write_key_from_basic
+from eventpipe.ingest.sink import KafkaSink
+from eventpipe.schemas.bundle import AcceptedRequest
 
 log = logging.getLogger("eventpipe.collector")
 

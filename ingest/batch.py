@@ -3,7 +3,7 @@
 Everything the collector can reject without a processor happens here, and each
 rejection is a `Rejected` that names the problem (and the event, by index), so
 the client sees a 4xx it can act on. What an event requires comes from
-``schemas.contract``, the rules the processors judge by too; deeper checks
+``eventpipe.schemas.contract``, the rules the processors judge by too; deeper checks
 (field types, timestamps, per-event schemas) belong to processors.
 
 A ``/v1/batch`` body is stored as sent: it is parsed once to judge it and not
@@ -30,10 +30,10 @@ try:  # orjson parses with yyjson: its Document checks a body exactly as orjson.
 except ImportError:  # pragma: no cover - the same check, slower
     _json_check = orjson.loads
 
-from ingest.body import decompress  # noqa: F401 - part of this module's interface
-from ingest.errors import Rejected
-from ingest.keys import write_key_from_basic  # noqa: F401 - part of this module's interface
-from schemas import contract
+from eventpipe.ingest.body import decompress  # noqa: F401 - part of this module's interface
+from eventpipe.ingest.errors import Rejected
+from eventpipe.ingest.keys import write_key_from_basic  # noqa: F401 - part of this module's interface
+from eventpipe.schemas import contract
 
 EVENT_TYPES = contract.EVENT_TYPES
 MAX_EVENT_BYTES = 32 * 1024
@@ -60,7 +60,7 @@ def _loads(body: bytes):
 
 
 def _judge_event(where: str, event) -> None:
-    """Raise `Rejected` unless ``event`` has what its call type requires (schemas.contract)."""
+    """Raise `Rejected` unless ``event`` has what its call type requires (eventpipe.schemas.contract)."""
     problem = contract.required_problem(event, where)
     if problem is not None:
         raise Rejected(400, problem.code, problem.message)
@@ -91,7 +91,7 @@ _Id = str | int | float | None
 
 
 class _Event(msgspec.Struct):
-    """The fields of an event that the contract (``schemas.contract.required_problem``) reads; others are skipped.
+    """The fields of an event that the contract (``eventpipe.schemas.contract.required_problem``) reads; others are skipped.
 
     A field of another JSON type than these fails the decode, and the body goes the long way."""
 
@@ -115,7 +115,7 @@ _ERRORS = (msgspec.DecodeError, ValueError)  # yyjson raises ValueError
 
 
 def _present(value) -> bool:
-    """schemas.contract.is_id for what _Event can hold (never a boolean; floats from JSON are finite)."""
+    """eventpipe.schemas.contract.is_id for what _Event can hold (never a boolean; floats from JSON are finite)."""
     return value is not None and value != ""
 
 
@@ -136,7 +136,7 @@ def fast_batch(body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
     batch = doc.batch
     if not batch or len(batch) > max_events or doc.context is not None:
         return None
-    for event in batch:  # schemas.contract.required_problem for what _Event can hold (no booleans, finite floats)
+    for event in batch:  # eventpipe.schemas.contract.required_problem for what _Event can hold (no booleans, finite floats)
         kind = event.type
         if kind not in EVENT_TYPES:
             return None

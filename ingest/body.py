@@ -25,7 +25,7 @@ import zlib
 
 from granian.rsgi import ProtocolClosed, ProtocolError
 
-from ingest.errors import Rejected
+from eventpipe.ingest.errors import Rejected
 
 GZIP = frozenset({"gzip", "x-gzip"})
 IDENTITY = frozenset({"", "identity"})

@@ -11,7 +11,7 @@ ships the moment the ack arrives. So the busier the collector, the more
 requests a record carries, with no added wait. A bundle also ships early at
 a byte cap.
 
-Each record is laid out by ingest.records (one CRC-32C pass in hardware,
+Each record is laid out by eventpipe.ingest.records (one CRC-32C pass in hardware,
 optional lz4/zstd) and handed to aiokafka as a ready batch, whose sender keeps
 the idempotent producer's sequence numbers, retries and acks (acks=all).
 Every request in a bundle waits for the broker's ack of its record before its
@@ -34,10 +34,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (InvalidProducerEpoch, OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced,
                              UnknownProducerId)
 
-from ingest import metrics
-from ingest.errors import Unavailable
-from ingest.records import RecordBatch, compressor
-from schemas.bundle import AcceptedRequest, encode_bundle, encoded_size
+from eventpipe.ingest import metrics
+from eventpipe.ingest.errors import Unavailable
+from eventpipe.ingest.records import RecordBatch, compressor
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle, encoded_size
 
 
 # After these an idempotent producer can never send again (its sequence state is broken,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import orjson
 
-from ingest.ratelimit import TokenBucket
+from eventpipe.ingest.ratelimit import TokenBucket
 
 # Keys that redact() can replace as whole JSON strings without changing the JSON's meaning elsewhere.
 _REDACTABLE = re.compile(r"[A-Za-z0-9_\-.~+/=]{8,512}")

@@ -5,8 +5,8 @@ granian (hyper) does before any Python code sees the request: past
 ``max_header_bytes`` it answers 431 itself, and a client that takes longer
 than 30 s (granian's ``header_read_timeout``) to send them is disconnected.
 granian has no such timeout for bodies, so bodies are bounded in size and in
-time in the handler (ingest.body). ``eventpipe collector`` and
-``python -m ingest.server`` both serve through :func:`serve`.
+time in the handler (eventpipe.ingest.body). ``eventpipe collector`` and
+``python -m eventpipe.ingest.server`` both serve through :func:`serve`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MIN_BUFFER = 8192  # hyper's smallest allowed read buffer
 def granian_server(settings: Settings) -> Granian:
     header_bytes = max(MIN_BUFFER, settings.max_header_bytes)
     return Granian(
-        "ingest.app:app", address=settings.collector_host, port=settings.collector_port, interface="rsgi",
+        "eventpipe.ingest.app:app", address=settings.collector_host, port=settings.collector_port, interface="rsgi",
         workers=settings.collector_workers, loop="uvloop", log_access=False,
         http1_settings=HTTP1Settings(max_buffer_size=header_bytes),
         http2_settings=HTTP2Settings(max_headers_size=header_bytes),

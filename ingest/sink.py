@@ -17,11 +17,11 @@ import logging
 from aiokafka import AIOKafkaProducer
 
 from eventpipe.settings import Settings
-from ingest import metrics
-from ingest.bundler import Bundler
-from ingest.errors import Unavailable
-from ingest.records import install_flat_produce_encoding
-from schemas.bundle import AcceptedRequest
+from eventpipe.ingest import metrics
+from eventpipe.ingest.bundler import Bundler
+from eventpipe.ingest.errors import Unavailable
+from eventpipe.ingest.records import install_flat_produce_encoding
+from eventpipe.schemas.bundle import AcceptedRequest
 
 log = logging.getLogger("eventpipe.collector")
 

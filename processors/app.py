@@ -31,12 +31,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from eventpipe.gc_tuning import tune_gc
 from eventpipe.settings import Settings
 from eventpipe.store import Store
-from processors.kafka_ranges import KafkaRangeReader
-from processors import dashboard, logs
-from processors.dead_letters import dead_letter
-from processors.health import WriteHealth
-from processors.rows import Rules
-from processors.writer import EventWriter, Record
+from eventpipe.processors.kafka_ranges import KafkaRangeReader
+from eventpipe.processors import dashboard, logs
+from eventpipe.processors.dead_letters import dead_letter
+from eventpipe.processors.health import WriteHealth
+from eventpipe.processors.rows import Rules
+from eventpipe.processors.writer import EventWriter, Record
 
 log = logging.getLogger("eventpipe.processor")
 settings = Settings.from_env()

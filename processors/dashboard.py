@@ -265,7 +265,7 @@ class Dashboard:
     def __init__(self, store_fn: Callable, settings: Settings, health=None, clock=time.time):
         self.store_fn = store_fn
         self.settings = settings
-        self.health = health  # a processors.health.WriteHealth, or None
+        self.health = health  # a eventpipe.processors.health.WriteHealth, or None
         self.clock = clock
         host = settings.collector_host if settings.collector_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.collector_url = f"http://{host}:{settings.collector_port}/metrics"

@@ -18,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from eventpipe.progress import Progress
-from schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
 REPLAYABLE = {"schema_violation", "too_old", "invalid_field"}
 # A dead letter must fit the DLQ topic's max.message.bytes (1 MiB) and the producer's request limit

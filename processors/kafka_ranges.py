@@ -1,7 +1,7 @@
 """Reading exact ranges of offsets, outside the consumer group.
 
 Recovery after an assignment must re-insert exactly the offsets a ledger batch
-names (processors.writer). faust's stream starts at the committed offset, which
+names (eventpipe.processors.writer). faust's stream starts at the committed offset, which
 may lie inside such a range, so the ranges are read again with a plain aiokafka
 consumer that has no group and commits nothing. A batch spans many partitions:
 all the ranges of a recovery are read together, with one offset look-up and

@@ -1,6 +1,6 @@
 """Kafka bundles -> one Arrow ``events`` table plus rejects: the processor's hot path, native.
 
-Issue 12: the per-event Python of ``processors.rows_reference`` (~11 µs per event) was the whole
+Issue 12: the per-event Python of ``eventpipe.processors.rows_reference`` (~11 µs per event) was the whole
 budget of 150,000 events/s per core. Here Python handles records and requests only: it decodes each
 bundle (msgspec), hands every request's body and metadata to the Rust engine ``eventpipe._explode``,
 which parses, judges, corrects and flags each event and returns the columns as Arrow buffers (no
@@ -25,13 +25,13 @@ import pyarrow.compute as pc
 from prometheus_client import Counter
 
 from eventpipe import _explode
-from processors import user_agents
-from processors.rows_reference import (  # noqa: F401 - the batch contract is defined by the reference
+from eventpipe.processors import user_agents
+from eventpipe.processors.rows_reference import (  # noqa: F401 - the batch contract is defined by the reference
     EVENTS_SCHEMA, REJECTED_SCHEMA, REVENUE, UTC_MS, Exploded, Judge, Rules, anonymize_ip, parse_ms,
 )
-from processors.rows_reference import explode as reference_explode
-from schemas import registry
-from schemas.bundle import decode_bundle
+from eventpipe.processors.rows_reference import explode as reference_explode
+from eventpipe.schemas import registry
+from eventpipe.schemas.bundle import decode_bundle
 
 # the engine's string columns, in the order it returns them
 _NATIVE_STRINGS = (

@@ -1,6 +1,6 @@
 """The specification of "Kafka bundles -> one Arrow table of ``events`` rows, plus rejects", in Python.
 
-The processor's hot path is the native engine behind ``processors.rows`` (issue 12:
+The processor's hot path is the native engine behind ``eventpipe.processors.rows`` (issue 12:
 per-event Python here cost ~11 µs per event, the whole budget at 150k events/s). This
 module stays as the reference it is tested against, event for event
 (tests/test_native_explode.py), and as the path the engine hands back whatever it
@@ -9,7 +9,7 @@ client clock skew as Segment does: ``timestamp + (receivedAt - sentAt)``; the
 common ``context`` fields become typed columns.
 
 What only a processor can judge is judged here, per event, by the rules of
-``schemas.contract`` (the same the collector uses): field types (reject, or
+``eventpipe.schemas.contract`` (the same the collector uses): field types (reject, or
 coerce and flag), timestamps too old (rejected) or in the future (flagged),
 property schemas from the registry (per-project off/warn/enforce). Rejected
 events, and records that cannot be decoded at all, come out as rows of
@@ -33,9 +33,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from processors import user_agents
-from schemas import contract, registry
-from schemas.bundle import decode_bundle
+from eventpipe.processors import user_agents
+from eventpipe.schemas import contract, registry
+from eventpipe.schemas.bundle import decode_bundle
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
 REVENUE = pa.decimal128(18, 4)
@@ -301,7 +301,7 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
 
 class Judge:
     """One batch's rows and rejects, judged per event: the specification the native engine
-    (``processors.rows``) is tested against, and the path it hands back what it does not judge itself."""
+    (``eventpipe.processors.rows``) is tested against, and the path it hands back what it does not judge itself."""
 
     def __init__(self, rules: Rules):
         self.rules = rules

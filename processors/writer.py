@@ -21,7 +21,7 @@ those replays harmless (docs/exactly-once.md):
    partitions, in one read), re-inserts each batch once with its original token,
    and skips them in the stream. A batch already replayed since the assignment is
    not inserted again when a partition of it is seen later. Every batch thus always
-   goes into ClickHouse with the same records, the same rows (``processors.rows``
+   goes into ClickHouse with the same records, the same rows (``eventpipe.processors.rows``
    is deterministic) and the same token.
 6. Client retries after a lost 200 are new records with the same messageId; an
    event whose (project, messageId) repeats earlier in its partition, in the
@@ -43,8 +43,8 @@ import pyarrow.compute as pc
 from prometheus_client import Counter
 
 from eventpipe import _explode
-from processors import rows
-from processors.rows import Rules, explode
+from eventpipe.processors import rows
+from eventpipe.processors.rows import Rules, explode
 
 log = logging.getLogger("eventpipe.processor")
 

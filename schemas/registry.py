@@ -27,7 +27,7 @@ MODES = ("off", "warn", "enforce")
 def validators() -> dict[str, tuple[int, jsonschema.protocols.Validator, jsonschema_rs.Validator]]:
     """event name -> (version, validator, compiled validator) of its newest schema."""
     found: dict[str, tuple[int, dict]] = {}
-    for entry in importlib.resources.files("schemas").joinpath("events").iterdir():
+    for entry in importlib.resources.files("eventpipe.schemas").joinpath("events").iterdir():
         if not entry.name.endswith(".json"):
             continue
         schema = json.loads(entry.read_text())

@@ -1,10 +1,10 @@
 """The property of issue 11, "judging is total", as one checker shared by the hypothesis tests and the fuzzer.
 
-``check_explode(records, rules)`` runs ``processors.rows.explode`` and raises ``AssertionError`` naming the
+``check_explode(records, rules)`` runs ``eventpipe.processors.rows.explode`` and raises ``AssertionError`` naming the
 broken rule unless:
 
 * ``explode`` returns (any exception it raises propagates: that is a failure too);
-* a record that ``schemas.bundle.decode_bundle`` cannot decode has exactly one rejected row, reason
+* a record that ``eventpipe.schemas.bundle.decode_bundle`` cannot decode has exactly one rejected row, reason
   ``undecodable_record``, and no stored row;
 * a request whose body is not a JSON object with a ``batch`` array has exactly one rejected row, reason
   ``undecodable_request``;
@@ -20,7 +20,7 @@ broken rule unless:
 * the output is a pure function of the input (exactly-once replays rely on it): a second call gives equal
   tables;
 * (issue 12) the native engine's output is identical to the Python specification's,
-  ``processors.rows_reference.explode``, and so are its message keys: every property test is also a
+  ``eventpipe.processors.rows_reference.explode``, and so are its message keys: every property test is also a
   differential test of the two paths.
 
 A request whose ``received_at_ms`` is itself outside the DateTime64 range never comes from the collector
@@ -39,10 +39,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from processors import rows, rows_reference
-from processors.rows import Exploded, Rules, explode
-from processors.writer import message_key
-from schemas.bundle import decode_bundle
+from eventpipe.processors import rows, rows_reference
+from eventpipe.processors.rows import Exploded, Rules, explode
+from eventpipe.processors.writer import message_key
+from eventpipe.schemas.bundle import decode_bundle
 
 DT64_MIN_MS = -2_208_988_800_000  # 1900-01-01T00:00:00Z
 DT64_MAX_MS = 10_413_791_999_999  # 2299-12-31T23:59:59.999Z
@@ -210,8 +210,8 @@ def check_explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules(),
 
 
 def check_same_as_reference(records: list[tuple[int, int, bytes]], rules: Rules, out: Exploded) -> None:
-    """The native engine (``processors.rows``) gives exactly the rows and rejects of the Python specification
-    (``processors.rows_reference``), and the message keys the writer's ``message_key`` computes."""
+    """The native engine (``eventpipe.processors.rows``) gives exactly the rows and rejects of the Python specification
+    (``eventpipe.processors.rows_reference``), and the message keys the writer's ``message_key`` computes."""
     ref = rows_reference.explode(records, rules)
     for what, got, want in (("events", out.events, ref.events), ("events_rejected", out.rejected, ref.rejected)):
         if got.equals(want):

@@ -22,9 +22,9 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from ingest.bundler import partition_for
-from schemas.bundle import decode_bundle
-from schemas.topics import topic_specs
+from eventpipe.ingest.bundler import partition_for
+from eventpipe.schemas.bundle import decode_bundle
+from eventpipe.schemas.topics import topic_specs
 from tests.conftest import query, run, wait_for
 from tests.http import post
 from tests.kafka import read_to_end

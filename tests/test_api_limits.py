@@ -5,7 +5,7 @@ batch, 2,500 events), gzip truncation, chunked bodies, refused bodies read to
 their end (up to a bound) so that a client still sending gets its answer,
 nesting, numbers and unicode, then a seeded fuzz pass over every ingest route
 that checks no input is answered 5xx and every refusal is counted in /metrics.
-Against a collector of its own (``python -m ingest.server``, keys from a file,
+Against a collector of its own (``python -m eventpipe.ingest.server``, keys from a file,
 a rate limit, a small header limit and a short body timeout): key rotation,
 429 + Retry-After, 431 for oversized headers or URLs, 408 for bodies that
 stall or trickle, and the time bound on reading a refused body.
@@ -33,8 +33,8 @@ import orjson
 import pytest
 
 from eventpipe.stack import Child, wait_http
-from ingest.app import ROUTES
-from ingest.body import DISCARD_BYTES
+from eventpipe.ingest.app import ROUTES
+from eventpipe.ingest.body import DISCARD_BYTES
 from tests.conftest import free_port
 from tests.http import basic, get, post
 
@@ -373,14 +373,14 @@ TUNED_KEY = "tuned-key-new-0001"
 
 @pytest.fixture(scope="module")
 def tuned(stack, tmp_path_factory):
-    """A second collector process on the shared broker, served by ingest.server with its own settings."""
+    """A second collector process on the shared broker, served by eventpipe.ingest.server with its own settings."""
     keys_file = tmp_path_factory.mktemp("keys") / "keys.json"
     keys_file.write_text(json.dumps(KEYS_FILE))
     settings = dataclasses.replace(stack.settings, collector_port=free_port(), write_keys="",
                                    write_keys_file=keys_file, max_header_bytes=8192,
                                    body_timeout_seconds=BODY_TIMEOUT_S)
     env = {**os.environ, **settings.env(), "PYTHONUNBUFFERED": "1"}
-    child = Child("tuned", [sys.executable, "-m", "ingest.server"], env, out=None)
+    child = Child("tuned", [sys.executable, "-m", "eventpipe.ingest.server"], env, out=None)
     try:
         wait_http(f"http://127.0.0.1:{settings.collector_port}/readyz", child, 60)
         yield f"http://127.0.0.1:{settings.collector_port}"

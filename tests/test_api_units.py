@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventpipe.settings import Settings
-from ingest.batch import EVENT_TYPES, parse_batch, parse_single
-from ingest.body import decompress
-from ingest.cors import Cors
-from ingest.errors import Rejected
-from ingest.keys import KeyRing, fingerprint, redact, write_key_from_basic
-from ingest.ratelimit import TokenBucket
+from eventpipe.ingest.batch import EVENT_TYPES, parse_batch, parse_single
+from eventpipe.ingest.body import decompress
+from eventpipe.ingest.cors import Cors
+from eventpipe.ingest.errors import Rejected
+from eventpipe.ingest.keys import KeyRing, fingerprint, redact, write_key_from_basic
+from eventpipe.ingest.ratelimit import TokenBucket
 
 FIELDS = ["type", "event", "userId", "anonymousId", "previousId", "groupId", "properties", "writeKey", "batch",
           "sentAt", "context", "traits"]

@@ -7,7 +7,7 @@ import gzip
 
 import pytest
 
-from ingest.batch import Rejected, decompress, parse_batch, write_key_from_basic
+from eventpipe.ingest.batch import Rejected, decompress, parse_batch, write_key_from_basic
 
 
 def test_write_key_from_basic():

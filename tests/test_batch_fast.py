@@ -1,4 +1,4 @@
-"""The one-pass batch judge (ingest.batch.fast_batch) accepts exactly what the long way accepts, with the same result.
+"""The one-pass batch judge (eventpipe.ingest.batch.fast_batch) accepts exactly what the long way accepts, with the same result.
 
 fast_batch never refuses: it settles a body or hands it to ``decode`` + ``judge_batch``. So the property is
 one-sided and exact: whenever it settles a body, the long way accepts that body too and returns the same
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.batch import EVENT_TYPES, fast_batch, parse_batch
-from ingest.errors import Rejected
+from eventpipe.ingest.batch import EVENT_TYPES, fast_batch, parse_batch
+from eventpipe.ingest.errors import Rejected
 
 LIMIT = 1 << 20
 IDS = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False) \

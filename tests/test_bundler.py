@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from ingest.bundler import AckTimeout, Bundler, partition_for
-from ingest.records import RecordBatch
-from schemas.bundle import AcceptedRequest, decode_bundle
+from eventpipe.ingest.bundler import AckTimeout, Bundler, partition_for
+from eventpipe.ingest.records import RecordBatch
+from eventpipe.schemas.bundle import AcceptedRequest, decode_bundle
 
 
 class FakeProducer:

@@ -8,9 +8,9 @@ import uuid
 
 import orjson
 
-from ingest.bundler import partition_for
-from schemas.bundle import decode_bundle
-from schemas.topics import topic_specs
+from eventpipe.ingest.bundler import partition_for
+from eventpipe.schemas.bundle import decode_bundle
+from eventpipe.schemas.topics import topic_specs
 from tests.conftest import run
 from tests.http import get, post
 from tests.kafka import read_to_end

@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventpipe.store import Store
-from ingest.batch import parse_batch
-from ingest.errors import Rejected
-from processors.dead_letters import MAX_LETTER_BYTES, dead_letter
-from processors.rows import Rules, explode
-from processors.writer import EventWriter
-from schemas import contract
-from schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.ingest.batch import parse_batch
+from eventpipe.ingest.errors import Rejected
+from eventpipe.processors.dead_letters import MAX_LETTER_BYTES, dead_letter
+from eventpipe.processors.rows import Rules, explode
+from eventpipe.processors.writer import EventWriter
+from eventpipe.schemas import contract
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 from tests.conftest import make_settings
 
 RECEIVED = 1_767_225_600_000  # 2026-01-01T00:00:00Z

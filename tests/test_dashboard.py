@@ -42,9 +42,9 @@ import numpy as np
 import orjson
 import pytest
 
-from processors.dashboard import (SERIES, History, Snapshots, _collector_metrics, above_top_bucket, bucket_delta,
+from eventpipe.processors.dashboard import (SERIES, History, Snapshots, _collector_metrics, above_top_bucket, bucket_delta,
                                   histogram_quantile, history_point)
-from processors.logs import FirstJoin, ReadyLine, Repeats, assigned_line, partition_ranges
+from eventpipe.processors.logs import FirstJoin, ReadyLine, Repeats, assigned_line, partition_ranges
 from tests.conftest import private_stack, query, wait_for
 from tests.http import basic, get, post
 
@@ -161,7 +161,7 @@ def test_the_history_is_a_bounded_ring_and_answers_since():
 
 def test_data_without_a_store_or_a_collector_says_so(tmp_path):
     """A broken store or an unreachable collector empties their tiles and names the problem; the rest stays."""
-    from processors.dashboard import Dashboard
+    from eventpipe.processors.dashboard import Dashboard
     from tests.conftest import free_port, make_settings
 
     def no_store():
@@ -243,9 +243,9 @@ def test_the_page_ships_with_the_package():
     """A non-editable install (the Docker image) must carry processors/dashboard/index.html."""
     assert (ROOT / "processors" / "dashboard" / "index.html").is_file()
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"].get("package-data", {}).get("processors", [])
+    patterns = config["tool"]["setuptools"].get("package-data", {}).get("eventpipe.processors", [])
     assert any(fnmatch.fnmatch("dashboard/index.html", p) for p in patterns), (
-        'pyproject.toml needs processors = ["dashboard/*.html"] under [tool.setuptools.package-data]')
+        'pyproject.toml needs "eventpipe.processors" = ["dashboard/*.html"] under [tool.setuptools.package-data]')
 
 
 def test_the_page_makes_no_external_request():

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, note as _note, settings, strategies as st
 from hypothesis.errors import InvalidArgument
 
-from processors.rows import Rules, explode
-from schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.processors.rows import Rules, explode
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 from tests.invariants import check_explode, explain
 
 DAY = 86_400_000

@@ -18,7 +18,7 @@ import pytest
 
 from eventpipe import plan
 from eventpipe.settings import Settings
-from schemas.topics import topic_specs
+from eventpipe.schemas.topics import topic_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -378,7 +378,7 @@ def test_pdbs_and_spread_keep_collectors_and_processors_available(manifests):
 
 
 def test_slo_alerts_use_the_metrics_the_code_exports(manifests):
-    import ingest.metrics as metrics
+    import eventpipe.ingest.metrics as metrics
 
     rules = one(manifests["base"], "PrometheusRule", "eventpipe-slos")["spec"]["groups"]
     exprs = " ".join(r["expr"] for g in rules for r in g["rules"])
@@ -390,7 +390,7 @@ def test_slo_alerts_use_the_metrics_the_code_exports(manifests):
     assert 'kafka_consumergroup_lag{consumergroup="eventpipe-processor", topic="events.raw"}' in exprs
     assert {"EventpipeCollectorLatencyHigh", "EventpipeCollectorErrorBudgetFastBurn",
             "EventpipeFreshnessHigh", "EventpipeProcessorLagGrowing", "EventpipeProcessorStalled"} <= alerts
-    from processors.health import CONSECUTIVE_FAILURES, OLDEST_UNWRITTEN
+    from eventpipe.processors.health import CONSECUTIVE_FAILURES, OLDEST_UNWRITTEN
 
     assert CONSECUTIVE_FAILURES._name in exprs and OLDEST_UNWRITTEN._name in exprs
     monitors = {d["metadata"]["name"]: d for d in manifests["base"] if d["kind"] in ("ServiceMonitor", "PodMonitor")}

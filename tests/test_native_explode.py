@@ -1,6 +1,6 @@
-"""Issue 12: the native engine (``processors.rows`` over ``eventpipe._explode``) against its specification.
+"""Issue 12: the native engine (``eventpipe.processors.rows`` over ``eventpipe._explode``) against its specification.
 
-``tests.invariants.check_explode`` compares the native output with ``processors.rows_reference`` for every
+``tests.invariants.check_explode`` compares the native output with ``eventpipe.processors.rows_reference`` for every
 input, so every hypothesis test of tests/test_judging_properties.py is already differential. Those inputs
 are hostile: most of their requests end on the reference's path (rejects, odd timestamps). This file makes
 sure the *native* path itself is what gets compared: plausible traffic of every shape the engine judges on
@@ -15,9 +15,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from processors import rows
-from processors.rows import Rules
-from schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.processors import rows
+from eventpipe.processors.rows import Rules
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 from tests.invariants import check_explode
 from tests.test_judging_properties import CALL_TYPES, RECEIVED, json_values, texts
 

@@ -14,7 +14,7 @@ import math
 import pytest
 
 from eventpipe import plan
-from schemas.topics import topic_specs
+from eventpipe.schemas.topics import topic_specs
 
 FALLBACK = plan.Capacities(**{k: v for k, v in plan.FALLBACKS.items()}, sources={})
 ISSUE = plan.Inputs(peak_rps=15000, events_per_day=5e9)  # issue 6's example

@@ -16,8 +16,8 @@ from eventpipe.broker import KafkaBroker, ensure_topics
 from eventpipe.settings import Settings
 from eventpipe.stack import Child, LocalStack, eventpipe_command, wait_http
 from eventpipe.store import Store
-from schemas.bundle import AcceptedRequest, encode_bundle
-from schemas.topics import topic_specs
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.schemas.topics import topic_specs
 from tests.conftest import free_port, make_settings, query, wait_for
 from tests.http import get, post
 from tests.kafka import produce

@@ -17,7 +17,7 @@ import uuid
 
 import orjson
 
-from processors.health import WriteHealth
+from eventpipe.processors.health import WriteHealth
 from tests.conftest import private_stack, query, wait_for
 from tests.http import get, post
 from tests.test_dashboard import CHROMIUM, _chromium, _Texts

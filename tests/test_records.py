@@ -10,7 +10,7 @@ from aiokafka.protocol.types import Schema
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
-from ingest.records import CODECS, RecordBatch, compressor, encode_produce_request
+from eventpipe.ingest.records import CODECS, RecordBatch, compressor, encode_produce_request
 
 VALUES = [b"x" * 10, os.urandom(300), b"" , b'{"batch":[]}' * 1000]
 

@@ -7,10 +7,10 @@ import uuid
 
 import orjson
 
-from processors.dead_letters import replay
-from processors.rows import Rules, anonymize_ip, explode
-from schemas.bundle import AcceptedRequest, encode_bundle
-from schemas.topics import topic_specs
+from eventpipe.processors.dead_letters import replay
+from eventpipe.processors.rows import Rules, anonymize_ip, explode
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.schemas.topics import topic_specs
 from tests.conftest import query, wait_for
 from tests.http import post
 from tests.kafka import produce, read_to_end

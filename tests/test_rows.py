@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from processors.rows import bundles_to_table, parse_ms
-from schemas.bundle import AcceptedRequest, decode_bundle, encode_bundle
+from eventpipe.processors.rows import bundles_to_table, parse_ms
+from eventpipe.schemas.bundle import AcceptedRequest, decode_bundle, encode_bundle
 
 
 def _bundle(*docs: dict, received: int = 1_000_000) -> bytes:

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
-import sdk
-from sdk import AsyncClient, Client, DeliveryError
-from sdk.batch import ENVELOPE_BYTES, Pending
-from sdk.config import Config
-from sdk.message import build, encode, iso_utc
-from sdk.retry import backoff, parse_retry_after
+import eventpipe_sdk
+from eventpipe_sdk import AsyncClient, Client, DeliveryError
+from eventpipe_sdk.batch import ENVELOPE_BYTES, Pending
+from eventpipe_sdk.config import Config
+from eventpipe_sdk.message import build, encode, iso_utc
+from eventpipe_sdk.retry import backoff, parse_retry_after
 from tests.conftest import free_port, query, wait_for
 
 MODES = ["thread", "asyncio"]
@@ -125,7 +125,7 @@ def test_an_event_is_encoded_once_with_its_id_time_and_library():
     assert msg["timestamp"] == "2025-01-31T12:00:00.123Z"  # converted to UTC, milliseconds
     assert msg["userId"] == "42" and "anonymousId" not in msg
     assert msg["context"] == {"app": {"version": "1.0"},
-                              "library": {"name": "eventpipe-python", "version": sdk.__version__}}
+                              "library": {"name": "eventpipe-python", "version": eventpipe_sdk.__version__}}
     assert json.loads(encode(msg))["properties"] == {"at": "2025-01-31T12:00:00.123Z", "tags": ["a"]}
     assert ISO_MS.match(iso_utc()) and iso_utc(datetime(2025, 1, 1)) == "2025-01-01T00:00:00.000Z"
 
@@ -209,7 +209,7 @@ def test_503_with_retry_after_then_200_resends_the_same_events_after_waiting(mod
     headers = first["headers"]
     assert headers["Authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
     assert (headers["Content-Encoding"], headers["Content-Type"]) == ("gzip", "application/json")
-    assert headers["User-Agent"] == f"eventpipe-python/{sdk.__version__}"
+    assert headers["User-Agent"] == f"eventpipe-python/{eventpipe_sdk.__version__}"
     stats = client.stats
     assert (stats.queued, stats.delivered, stats.batches, stats.retries, stats.dropped) == (5, 5, 1, 1, 0)
 
@@ -360,9 +360,9 @@ def test_every_call_lands_exactly_once_with_its_fields(stack, mode):
     assert {kind: r["event"] for kind, r in got.items()} == {
         "track": "Order Completed", "identify": "$identify", "page": "$page", "screen": "$screen",
         "group": "$group", "alias": "$alias"}
-    library = {"name": "eventpipe-python", "version": sdk.__version__}
+    library = {"name": "eventpipe-python", "version": eventpipe_sdk.__version__}
     assert all(json.loads(r["context"])["library"] == library for r in got.values())
-    assert all(r["agent"] == f"eventpipe-python/{sdk.__version__}" for r in got.values())
+    assert all(r["agent"] == f"eventpipe-python/{eventpipe_sdk.__version__}" for r in got.values())
     track = got["track"]
     assert (track["user"], track["anon"]) == (user, anon)
     assert json.loads(track["props"]) == {"revenue": 42.5, "run": run}
@@ -461,8 +461,12 @@ README_BLOCKS = doc_blocks(README)
 
 
 def test_docs_code_blocks_are_all_python_so_all_of_them_run():
-    fences = re.findall(r"^```", DOC.read_text(), re.M)
-    assert len(DOC_BLOCKS) >= 7 and len(fences) == 2 * len(DOC_BLOCKS)
+    """Every block runs here, except the install commands, which tests/test_packaging.py performs."""
+    text = DOC.read_text()
+    installs = re.findall(r"^```sh\n(.*?)^```$", text, re.S | re.M)
+    assert all(line.startswith("pip install ") for block in installs for line in block.splitlines())
+    fences = re.findall(r"^```", text, re.M)
+    assert len(DOC_BLOCKS) >= 7 and len(fences) == 2 * (len(DOC_BLOCKS) + len(installs))
 
 
 @pytest.mark.parametrize("line, code", DOC_BLOCKS, ids=[f"docs/sdk.md:{line}" for line, _ in DOC_BLOCKS])
@@ -488,8 +492,8 @@ def run_doc_example(stack, monkeypatch, path: Path, line: int, code: str) -> Non
             super().__init__(*args, **kwargs)
             clients.append(self)
 
-    monkeypatch.setattr(sdk, "Client", Recorded)
-    monkeypatch.setattr(sdk, "AsyncClient", RecordedAsync)
+    monkeypatch.setattr(eventpipe_sdk, "Client", Recorded)
+    monkeypatch.setattr(eventpipe_sdk, "AsyncClient", RecordedAsync)
     assert DOC_HOST in code
     where = "project = 'beta' AND JSONExtractString(context, 'library', 'name') = 'eventpipe-python'"
     before = query(stack, f"SELECT count() FROM events WHERE {where}")[0][0]
@@ -511,5 +515,5 @@ def run_doc_example(stack, monkeypatch, path: Path, line: int, code: str) -> Non
 def test_docs_name_every_option_and_counter():
     text = DOC.read_text()
     options = [name for name in Config.__dataclass_fields__ if name not in ("write_key", "host")]
-    counters = [name for name in sdk.Stats.__dataclass_fields__ if name.startswith("dropped_")]
+    counters = [name for name in eventpipe_sdk.Stats.__dataclass_fields__ if name.startswith("dropped_")]
     assert [name for name in options + counters if name not in text] == []

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 import eventpipe.store as store_mod
 from eventpipe.store import Store, migration_files
-from processors.rows import EVENTS_SCHEMA
+from eventpipe.processors.rows import EVENTS_SCHEMA
 from tests.conftest import make_settings
 
 

@@ -7,8 +7,8 @@ import asyncio
 import orjson
 
 from eventpipe.store import Store, StoreUnavailable
-from processors.writer import EventWriter, contiguous_ranges, message_key
-from schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.processors.writer import EventWriter, contiguous_ranges, message_key
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 from tests.conftest import make_settings
 
 NOW = 1_767_225_600_000

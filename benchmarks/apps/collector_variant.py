@@ -14,12 +14,12 @@ if os.environ.get("EVENTPIPE_BENCH_NULL_SINK"):
     # Everything of the collector but the Kafka write: submit returns at once (no bundle, no ack,
     # no suspension). Its distance to the bare server is the HTTP-side cost; its distance to the
     # real collector is what bundling + aiokafka + waiting for the ack cost.
-    import ingest.sink
+    import eventpipe.ingest.sink
 
     async def _null_submit(self, key, request):
         return None
 
-    ingest.sink.KafkaSink.submit = _null_submit
+    eventpipe.ingest.sink.KafkaSink.submit = _null_submit
 
 if os.environ.get("EVENTPIPE_BENCH_TIMER_SINK"):
     # The collector's suspension without Kafka: every request waits on its own future, and one
@@ -28,7 +28,7 @@ if os.environ.get("EVENTPIPE_BENCH_TIMER_SINK"):
     # bundles and aiokafka cost.
     import asyncio
 
-    import ingest.sink
+    import eventpipe.ingest.sink
 
     _waiting: list = []
 
@@ -47,7 +47,7 @@ if os.environ.get("EVENTPIPE_BENCH_TIMER_SINK"):
         _waiting.append(fut)
         await fut
 
-    ingest.sink.KafkaSink.submit = _timer_submit
+    eventpipe.ingest.sink.KafkaSink.submit = _timer_submit
 
 from eventpipe.cli import main  # noqa: E402
 

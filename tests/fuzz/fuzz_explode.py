@@ -40,8 +40,8 @@ def _load() -> None:
     """Import what is fuzzed (inside atheris' instrumentation when run as the fuzzer)."""
     global orjson, Rules, AcceptedRequest, encode_bundle, check_explode
     import orjson
-    from processors.rows import Rules
-    from schemas.bundle import AcceptedRequest, encode_bundle
+    from eventpipe.processors.rows import Rules
+    from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
     from tests.invariants import check_explode
 
 
@@ -93,7 +93,7 @@ def check(data: bytes) -> None:
 def main() -> None:
     import atheris
 
-    with atheris.instrument_imports(include=["processors", "schemas", "tests.invariants"]):
+    with atheris.instrument_imports(include=["eventpipe.processors", "eventpipe.schemas", "tests.invariants"]):
         _load()
     atheris.Setup(sys.argv, check)
     atheris.Fuzz()

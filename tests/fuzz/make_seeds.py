@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from schemas.bundle import AcceptedRequest, encode_bundle
+from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
 CORPUS = Path(__file__).with_name("corpus")
 WARN, ENFORCE, RAW, TWICE = 0, 4, 1, 32

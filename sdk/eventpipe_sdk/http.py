@@ -13,8 +13,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sdk.config import Config
-from sdk.message import LIBRARY_NAME
+from eventpipe_sdk.config import Config
+from eventpipe_sdk.message import LIBRARY_NAME
 
 # Errors that mean "no answer from the server": retried like a 5xx.
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)

@@ -16,13 +16,13 @@ import threading
 import time
 import weakref
 
-from sdk.batch import Pending, admit, encode_body
-from sdk.calls import Calls
-from sdk.config import DEFAULT_HOST, Config
-from sdk.http import CONNECTION_ERRORS, Connection, request_headers
-from sdk.message import LIBRARY_VERSION
-from sdk.retry import Delivery, report
-from sdk.stats import Stats
+from eventpipe_sdk.batch import Pending, admit, encode_body
+from eventpipe_sdk.calls import Calls
+from eventpipe_sdk.config import DEFAULT_HOST, Config
+from eventpipe_sdk.http import CONNECTION_ERRORS, Connection, request_headers
+from eventpipe_sdk.message import LIBRARY_VERSION
+from eventpipe_sdk.retry import Delivery, report
+from eventpipe_sdk.stats import Stats
 
 
 class Client(Calls):

@@ -18,7 +18,7 @@ import math
 import random
 import time
 
-from sdk.config import Config
+from eventpipe_sdk.config import Config
 
 log = logging.getLogger("eventpipe.sdk")
 

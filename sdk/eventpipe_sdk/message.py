@@ -21,7 +21,7 @@ LIBRARY_NAME = "eventpipe-python"
 def _library_version() -> str:
     """The SDK ships inside the eventpipe distribution, so it carries that version."""
     try:
-        return importlib.metadata.version("eventpipe")
+        return importlib.metadata.version("eventpipe-sdk")
     except importlib.metadata.PackageNotFoundError:  # used from a source tree that is not installed
         return "0.0.0"
 

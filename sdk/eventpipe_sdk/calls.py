@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sdk import message
+from eventpipe_sdk import message
 
 
 class Calls:

@@ -1,6 +1,6 @@
 """eventpipe's Python SDK: send Segment-shaped events to the collector (or any Segment-compatible endpoint).
 
-    from sdk import Client
+    from eventpipe_sdk import Client
     with Client("demo-write-key", host="http://127.0.0.1:8080") as client:
         client.track("Signed Up", user_id="u1", properties={"plan": "pro"})
 
@@ -13,11 +13,11 @@ threaded client), ``aio`` (the asyncio client, imported on first use).
 
 from __future__ import annotations
 
-from sdk.client import Client
-from sdk.config import Config
-from sdk.message import LIBRARY_NAME, LIBRARY_VERSION
-from sdk.retry import DeliveryError
-from sdk.stats import Stats
+from eventpipe_sdk.client import Client
+from eventpipe_sdk.config import Config
+from eventpipe_sdk.message import LIBRARY_NAME, LIBRARY_VERSION
+from eventpipe_sdk.retry import DeliveryError
+from eventpipe_sdk.stats import Stats
 
 __version__ = LIBRARY_VERSION
 __all__ = ["AsyncClient", "Client", "Config", "DeliveryError", "LIBRARY_NAME", "Stats", "__version__"]
@@ -26,7 +26,7 @@ __all__ = ["AsyncClient", "Client", "Config", "DeliveryError", "LIBRARY_NAME", "
 def __getattr__(name: str):
     # aiohttp is only needed by the asyncio client: threaded users don't pay for importing it.
     if name == "AsyncClient":
-        from sdk.aio import AsyncClient
+        from eventpipe_sdk.aio import AsyncClient
 
         return AsyncClient
-    raise AttributeError(f"module 'sdk' has no attribute {name!r}")
+    raise AttributeError(f"module 'eventpipe_sdk' has no attribute {name!r}")

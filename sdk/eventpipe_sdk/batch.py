@@ -13,9 +13,9 @@ import gzip
 import logging
 from collections import deque
 
-from sdk.config import Config
-from sdk.message import iso_utc
-from sdk.stats import Stats
+from eventpipe_sdk.config import Config
+from eventpipe_sdk.message import iso_utc
+from eventpipe_sdk.stats import Stats
 
 log = logging.getLogger("eventpipe.sdk")
 
