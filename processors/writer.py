@@ -146,13 +146,13 @@ class EventWriter:
         firsts = events.group_by("kafka_partition").aggregate([("kafka_offset", "min")]).to_pydict()
         first = dict(zip(firsts["kafka_partition"], firsts["kafka_offset_min"]))
         since = pc.min(events.column("received_at").cast(pa.int64())).as_py() - self.rules.dedup_window_ms
-        # the key list is digits only, written by the native code: inlined rather than bound as a parameter,
-        # which clickhouse-connect would format in Python, key by key
+        # the key list's text is written by the native code and bound as the parameter's value (a list of ints
+        # would be formatted by clickhouse-connect in Python, key by key; inlined, it would pass max_query_size)
         stored = self.store.query(
             "SELECT kafka_partition, key, kafka_offset FROM message_keys WHERE kafka_partition IN {ps:Array(UInt16)} "
-            f"AND key IN {_explode.keys_literal(memoryview(keys).cast('Q'))} "
-            "AND received_at >= fromUnixTimestamp64Milli({since:Int64})",
-            parameters={"ps": sorted(first), "since": since}).rows
+            "AND key IN {keys:Array(UInt64)} AND received_at >= fromUnixTimestamp64Milli({since:Int64})",
+            parameters={"ps": sorted(first), "keys": _explode.keys_literal(memoryview(keys).cast("Q")),
+                        "since": since}).rows
         seen = [(p, k) for p, k, offset in stored if offset < first[p]]
         part_view = memoryview(partitions.buffers()[1]).cast("B")[partitions.offset * 2:][:len(partitions) * 2]
         mask, dropped = _explode.keep_first(part_view.cast("H"), memoryview(keys).cast("Q"), seen)

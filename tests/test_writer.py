@@ -199,3 +199,18 @@ def test_failpoint_after_lets_the_insert_through_and_reports_failure(tmp_path):
         assert len(_stored(store)) == 2
     finally:
         store.close()
+
+
+def test_a_batch_of_fifty_thousand_ids_is_looked_up_and_its_retries_dropped(tmp_path):
+    """The messageId lookup of a large micro-batch (as the bench's 60k rows): its key list is ~1 MB of text,
+    far past ClickHouse's max_query_size, so it must travel as a parameter's value; retries still go."""
+    store = Store(make_settings(tmp_path))
+    store.migrate()
+    writer = EventWriter(store, "events.raw")
+    try:
+        ids = [f"m{i}" for i in range(50_000)]
+        writer.write([_record(3, o, *ids[o * 500:(o + 1) * 500]) for o in range(100)])
+        writer.write([_record(3, 100, "m7", "m49999", "new")])  # two client retries and one new event
+        assert store.query("SELECT count(), countIf(message_id = 'new') FROM events").rows == [(50_001, 1)]
+    finally:
+        store.close()

@@ -11,6 +11,10 @@ One input is one control byte, then a payload:
   IP mode (truncate, keep, drop, truncate), bit 5 puts the body in the bundle twice (two requests of two
   projects), bits 6-7 are ignored.
 
+The target is the production path, ``eventpipe.processors.rows.explode`` (the native engine of issue 12),
+and ``tests.invariants`` also compares its output with the Python specification (``rows_reference``):
+a difference between the two is a finding like any other.
+
 ``check(data)`` raises on any violation of ``tests.invariants`` (and lets any exception of ``explode``
 through): it is both the fuzzer's target and the replay of ``tests/fuzz/corpus`` in tests/test_fuzz.py.
 
