@@ -665,6 +665,10 @@ def scenario_processor(args) -> dict:
                             stalled = True  # no row for 60 s: faust stopped delivering (seen at batch 2000)
                             break
                         time.sleep(0.25)
+                    if t_first is None:  # not one row written before the timeout: say why
+                        log.seek(0)
+                        tail = log.read().decode(errors="replace").splitlines()[-40:]
+                        raise RuntimeError("bench processor: no row written in time; processor log:\n" + "\n".join(tail))
                     cpu = meter.read() if meter else {}
                     rss = group_rss_mb(proc.pid)
                     text = http_get(f"http://{HOST}:{port}/metrics")[1].decode()

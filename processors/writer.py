@@ -73,6 +73,12 @@ def message_key(project: str, message_id: str) -> int:  # the specification of r
     return int.from_bytes(digest[:8], "little")
 
 
+def _values(array: pa.Array, fmt: str) -> memoryview:
+    """The values of a fixed-width Arrow array without nulls, as a typed view of its buffer (no copy)."""
+    width = array.type.bit_width // 8
+    return memoryview(array.buffers()[1]).cast("B")[array.offset * width:][:len(array) * width].cast(fmt)
+
+
 def byte_chunks(records: list[Record], max_bytes: int) -> list[list[Record]]:
     """Consecutive runs of ``records`` holding at most ``max_bytes`` of bundles each (at least one record)."""
     chunks: list[list[Record]] = []
@@ -142,9 +148,8 @@ class EventWriter:
         Keys, the key list of the query and the keep-mask are computed natively (``eventpipe._explode``):
         no Python object per event."""
         keys = rows.message_keys(events)
-        partitions = events.column("kafka_partition").combine_chunks()
-        firsts = events.group_by("kafka_partition").aggregate([("kafka_offset", "min")]).to_pydict()
-        first = dict(zip(firsts["kafka_partition"], firsts["kafka_offset_min"]))
+        partitions = _values(events.column("kafka_partition").combine_chunks(), "H")
+        first = dict(_explode.first_offsets(partitions, _values(events.column("kafka_offset").combine_chunks(), "Q")))
         since = pc.min(events.column("received_at").cast(pa.int64())).as_py() - self.rules.dedup_window_ms
         # the key list's text is written by the native code and bound as the parameter's value (a list of ints
         # would be formatted by clickhouse-connect in Python, key by key; inlined, it would pass max_query_size)
@@ -154,8 +159,7 @@ class EventWriter:
             parameters={"ps": sorted(first), "keys": _explode.keys_literal(memoryview(keys).cast("Q")),
                         "since": since}).rows
         seen = [(p, k) for p, k, offset in stored if offset < first[p]]
-        part_view = memoryview(partitions.buffers()[1]).cast("B")[partitions.offset * 2:][:len(partitions) * 2]
-        mask, dropped = _explode.keep_first(part_view.cast("H"), memoryview(keys).cast("Q"), seen)
+        mask, dropped = _explode.keep_first(partitions, memoryview(keys).cast("Q"), seen)
         if not dropped:
             return events
         DUPLICATES.inc(dropped)

@@ -1014,11 +1014,29 @@ fn keep_first<'py>(py: Python<'py>, partitions: PyBuffer<u16>, keys: PyBuffer<u6
     Ok((PyBytes::new(py, &bitmap(&keep)), dropped))
 }
 
+/// The smallest offset of each partition among the rows: [(partition, offset)], by partition.
+#[pyfunction]
+fn first_offsets(partitions: PyBuffer<u16>, offsets: PyBuffer<u64>) -> PyResult<Vec<(u16, u64)>> {
+    let (ps, os) = (buffer_slice(&partitions), buffer_slice(&offsets));
+    if ps.len() != os.len() {
+        return Err(PyValueError::new_err("partitions and offsets differ in length"));
+    }
+    let mut first: HashMap<u16, u64> = HashMap::new();
+    for (p, o) in ps.iter().zip(os) {
+        let slot = first.entry(*p).or_insert(*o);
+        *slot = (*slot).min(*o);
+    }
+    let mut out: Vec<(u16, u64)> = first.into_iter().collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
 #[pymodule]
 fn _explode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(message_keys, m)?)?;
     m.add_function(wrap_pyfunction!(keys_literal, m)?)?;
     m.add_function(wrap_pyfunction!(keep_first, m)?)?;
+    m.add_function(wrap_pyfunction!(first_offsets, m)?)?;
     Ok(())
 }
