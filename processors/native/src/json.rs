@@ -87,14 +87,8 @@ impl<'a> Reader<'a> {
     fn value(&mut self, depth: usize) -> Option<J<'a>> {
         match *self.b.get(self.i)? {
             b'{' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.i += 1;
                 let mut pairs: Vec<(Cow<'a, str>, J<'a>)> = Vec::new();
-                self.ws();
-                if self.b.get(self.i) == Some(&b'}') {
-                    self.i += 1;
+                if self.opened_empty(depth, b'}')? {
                     return Some(J::Obj(pairs));
                 }
                 loop {
@@ -118,39 +112,21 @@ impl<'a> Reader<'a> {
                         Some(slot) => slot.1 = v,
                         None => pairs.push((k, v)),
                     }
-                    self.ws();
-                    match *self.b.get(self.i)? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            return Some(J::Obj(pairs));
-                        }
-                        _ => return None,
+                    if self.closed_after_item(b'}')? {
+                        return Some(J::Obj(pairs));
                     }
                 }
             }
             b'[' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.i += 1;
                 let mut items = Vec::new();
-                self.ws();
-                if self.b.get(self.i) == Some(&b']') {
-                    self.i += 1;
+                if self.opened_empty(depth, b']')? {
                     return Some(J::Arr(items));
                 }
                 loop {
                     self.ws();
                     items.push(self.value(depth + 1)?);
-                    self.ws();
-                    match *self.b.get(self.i)? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(J::Arr(items));
-                        }
-                        _ => return None,
+                    if self.closed_after_item(b']')? {
+                        return Some(J::Arr(items));
                     }
                 }
             }
@@ -173,9 +149,7 @@ impl<'a> Reader<'a> {
         match b.get(self.i)? {
             b'0' => self.i += 1,
             b'1'..=b'9' => {
-                while matches!(b.get(self.i), Some(b'0'..=b'9')) {
-                    self.i += 1;
-                }
+                self.digits();
             }
             _ => return None,
         }
@@ -183,11 +157,7 @@ impl<'a> Reader<'a> {
         let mut float = false;
         if b.get(self.i) == Some(&b'.') {
             self.i += 1;
-            let d = self.i;
-            while matches!(b.get(self.i), Some(b'0'..=b'9')) {
-                self.i += 1;
-            }
-            if self.i == d {
+            if self.digits() == 0 {
                 return None;
             }
             float = true;
@@ -197,11 +167,7 @@ impl<'a> Reader<'a> {
             if matches!(b.get(self.i), Some(b'+' | b'-')) {
                 self.i += 1;
             }
-            let d = self.i;
-            while matches!(b.get(self.i), Some(b'0'..=b'9')) {
-                self.i += 1;
-            }
-            if self.i == d {
+            if self.digits() == 0 {
                 return None;
             }
             float = true;
@@ -226,6 +192,51 @@ impl<'a> Reader<'a> {
         Some(J::Float(f))
     }
 
+    /// Past an object's or array's opening bracket (None beyond MAX_DEPTH): true when ``close`` follows at once.
+    fn opened_empty(&mut self, depth: usize, close: u8) -> Option<bool> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.b.get(self.i) == Some(&close) {
+            self.i += 1;
+            return Some(true);
+        }
+        Some(false)
+    }
+
+    /// After an object's or array's item: true at its closing ``close`` (consumed), false after a comma.
+    fn closed_after_item(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let c = *self.b.get(self.i)?;
+        self.i += 1;
+        match c {
+            b',' => Some(false),
+            c if c == close => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Skips a run of ASCII digits; how many there were.
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while matches!(self.b.get(self.i), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// The end of the run of plain string bytes from ``self.i``: up to the next quote or backslash
+    /// (memchr); None for a raw control character in it, which JSON forbids.
+    fn plain_run(&self) -> Option<usize> {
+        let end = self.i + memchr::memchr2(b'"', b'\\', &self.b[self.i..])?;
+        if self.b[self.i..end].iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        Some(end)
+    }
+
     fn hex4(&mut self) -> Option<u32> {
         let h = self.b.get(self.i..self.i + 4)?;
         let mut v = 0u32;
@@ -240,11 +251,7 @@ impl<'a> Reader<'a> {
         self.i += 1; // the opening quote
         let start = self.i;
         let b = self.b;
-        // the run up to the next quote or backslash, found with memchr; no raw control character in it
-        let end = self.i + memchr::memchr2(b'"', b'\\', &b[self.i..])?;
-        if b[self.i..end].iter().any(|&c| c < 0x20) {
-            return None;
-        }
+        let end = self.plain_run()?;
         self.i = end;
         if b[end] == b'"' {
             self.i += 1;
@@ -296,11 +303,7 @@ impl<'a> Reader<'a> {
                 0..=0x1f => return None,
                 _ => {
                     // copy the run up to the next quote or backslash (valid UTF-8: the body was checked)
-                    let run = self.i;
-                    let end = run + memchr::memchr2(b'"', b'\\', &b[run..])?;
-                    if b[run..end].iter().any(|&c| c < 0x20) {
-                        return None;
-                    }
+                    let (run, end) = (self.i, self.plain_run()?);
                     self.i = end;
                     out.push_str(&self.s[run..end]);
                 }
