@@ -8,10 +8,21 @@
 #         the default image talks to a ClickHouse server (EVENTPIPE_CLICKHOUSE_URL) only.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+ARG RUST_IMAGE=rust:1-slim-bookworm
+FROM ${RUST_IMAGE} AS rust
+
 FROM ${PYTHON_IMAGE} AS build
+# cargo builds the processor's native engine (eventpipe._explode, processors/native) during pip install;
+# only this stage has it, the runtime stage gets the built extension inside the virtualenv
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*  # rustc's linker
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    CARGO_HOME=/usr/local/cargo \
+    RUSTUP_HOME=/usr/local/rustup \
+    PATH=/usr/local/cargo/bin:$PATH
 RUN python -m venv /opt/eventpipe
 WORKDIR /src
 COPY pyproject.toml README.md ./
