@@ -101,7 +101,7 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
             items.append((partition, offset, None, r_index, request))
     try:
         out = engine_for(rules).explode(requests)
-    except ValueError:  # a column beyond Arrow's 2 GiB of strings: the reference's rows, in large batches too
+    except OverflowError:  # a column beyond Arrow's 2 GiB of strings: the reference's rows, in large batches too
         return reference_explode(records, rules)
     n, parts = out[0], out[1:]
     deferred = set(parts[-1])

@@ -13,7 +13,7 @@
 
 use md5::{Digest, Md5};
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use std::borrow::Cow;
@@ -530,7 +530,7 @@ impl Engine {
         deferred.extend(more);
         deferred.sort_unstable();
         if cols.s.iter().any(Str::overflowed) || cols.flag_items.overflowed() {
-            return Err(PyValueError::new_err("a column of this batch exceeds 2 GiB"));
+            return Err(PyOverflowError::new_err("a column of this batch exceeds 2 GiB"));
         }
         let n = cols.rows();
         let Columns { s: strings, timestamp, client_ts, client_valid, sent_at, sent_valid, received, revenue,
