@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (InvalidProducerEpoch, OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced,
@@ -36,6 +35,7 @@ from aiokafka.errors import (InvalidProducerEpoch, OutOfOrderSequenceNumber, Pro
 
 from eventpipe.ingest import metrics
 from eventpipe.ingest.errors import Unavailable
+from eventpipe.ingest.partitioning import partition_for
 from eventpipe.ingest.records import RecordBatch, compressor
 from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle, encoded_size
 
@@ -84,10 +84,6 @@ class _Open:
                     waiter.set_result(None)
                 else:
                     waiter.set_exception(exc)
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    return zlib.crc32(key) % partitions
 
 
 class Bundler:
