@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from eventpipe.ingest.partitioning import event_partition_key, partition_for
+from eventpipe.processors.kafka_ranges import read_to_end
 from eventpipe.progress import Progress
 from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
@@ -80,28 +81,24 @@ async def replay(bootstrap: str, dlq: str, raw: str, reasons: set[str] | None = 
     try:
         raw_partitions = len(await producer.partitions_for(raw))
         partitions = [TopicPartition(dlq, p) for p in sorted(await producer.partitions_for(dlq))]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         pending = []
-        for tp in partitions:
-            while (await consumer.position(tp)) < ends[tp]:
-                for message in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    letter = orjson.loads(message.value)
-                    source = tuple(letter["source"].values())
-                    if letter["reason"] not in wanted or source in seen:
-                        skipped += 1
-                        continue
-                    seen.add(source)
-                    event = orjson.loads(letter["payload"])
-                    body = orjson.dumps({"batch": [event]})
-                    request = AcceptedRequest(letter["project"], _received_ms(letter["received_at"]), "", "", body)
-                    key = event_partition_key(event)
-                    pending.append(await producer.send(raw, encode_bundle([request]), key=key,
-                                                       partition=partition_for(key, raw_partitions)))
-                    replayed += 1
-                    if replayed % 1000 == 0:
-                        progress.update(f"  replayed {replayed}")
+        async for batch in read_to_end(consumer, partitions):
+            for message in batch:
+                letter = orjson.loads(message.value)
+                source = tuple(letter["source"].values())
+                if letter["reason"] not in wanted or source in seen:
+                    skipped += 1
+                    continue
+                seen.add(source)
+                event = orjson.loads(letter["payload"])
+                body = orjson.dumps({"batch": [event]})
+                request = AcceptedRequest(letter["project"], _received_ms(letter["received_at"]), "", "", body)
+                key = event_partition_key(event)
+                pending.append(await producer.send(raw, encode_bundle([request]), key=key,
+                                                   partition=partition_for(key, raw_partitions)))
+                replayed += 1
+                if replayed % 1000 == 0:
+                    progress.update(f"  replayed {replayed}")
         await asyncio.gather(*pending)
     finally:
         progress.done()
