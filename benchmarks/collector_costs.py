@@ -79,14 +79,13 @@ async def _per_request(app, pairs, n: int) -> float:
         times.append((time.thread_time() - started) / n)
     return round(min(times) * 1e6, 2)
 
-def _collector():
-    import eventpipe.ingest.app as app
-    from eventpipe.ingest.cors import Cors
-    from eventpipe.ingest.keys import KeyRing
+async def _collector():
+    """The collector handler with a null sink (a MemorySink that keeps nothing): everything but Kafka."""
+    from eventpipe.ingest.app import Collector
+    from eventpipe.ingest.memory_sink import MemorySink
 
-    s = Settings.from_env({"EVENTPIPE_WRITE_KEYS": "wk1=p1"})
-    c = app.Collector(s)
-    c.keys, c.cors = KeyRing.from_settings(s), Cors(s.cors_origins)
+    c = Collector(Settings.from_env({"EVENTPIPE_WRITE_KEYS": "wk1=p1"}), sink=MemorySink(keep=False))
+    await c.start()
     return c
 
 
@@ -100,15 +99,7 @@ def per_request() -> dict:
     out = {}
 
     async def handler(n: int = 20_000) -> float:
-        c = _collector()
-
-        class Null:
-            ready = True
-
-            async def submit(self, key, request):
-                return None
-
-        c.sink = Null()
+        c = await _collector()
         pairs = [(_Scope(b), _Proto(b)) for b in BODIES]
         for sc, pr in pairs[:200]:
             await c.__rsgi__(sc, pr)
@@ -138,7 +129,7 @@ def per_request() -> dict:
         return round((time.thread_time() - t) / n * 1e6, 2)
 
     out["body_read_with_deadline"] = uvloop.run(body_read())
-    c = _collector()
+    c = uvloop.run(_collector())
     out["key_lookup_uncached"] = best(lambda: c.keys.lookup("wk1"))
     out["metrics_per_request"] = best(lambda: (metrics.REQUESTS.inc(("/v1/batch", "200")),
                                                metrics.EVENTS.inc(("accepted",), 10),
