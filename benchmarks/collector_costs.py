@@ -176,7 +176,8 @@ def per_record(bootstrap: str) -> dict:
     """CPU per record through aiokafka to a real broker, 12 partitions per produce request."""
     from aiokafka import AIOKafkaProducer
 
-    from eventpipe.ingest.records import RecordBatch, compressor, install_flat_produce_encoding
+    from eventpipe.compat.aiokafka import install_produce_encoding
+    from eventpipe.ingest.records import RecordBatch, compressor, encode_produce_request
     from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
     async def run(requests: int, codec: str | None, rounds: int) -> dict:
@@ -211,7 +212,7 @@ def per_record(bootstrap: str) -> dict:
                 "cpu_us_per_record": round(((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / n * 1e6, 1),
                 "sys_us_per_record": round((r1.ru_stime - r0.ru_stime) / n * 1e6, 1)}
 
-    install_flat_produce_encoding()
+    install_produce_encoding(encode_produce_request)
     out = []
     for requests in (1, 4, 10, 20):
         for codec in (None, "lz4"):

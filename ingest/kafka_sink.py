@@ -16,42 +16,19 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
+from eventpipe.compat import aiokafka as aiokafka_compat
 from eventpipe.settings import Settings
 from eventpipe.ingest import metrics
 from eventpipe.ingest.bundler import Bundler
 from eventpipe.ingest.errors import Unavailable
-from eventpipe.ingest.records import install_flat_produce_encoding
+from eventpipe.ingest.records import encode_produce_request
 from eventpipe.schemas.bundle import AcceptedRequest
 
 log = logging.getLogger("eventpipe.collector")
 
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
-METADATA_RETRY_BACKOFF_S = 0.5
-
-
-def throttle_metadata_retries(producer: AIOKafkaProducer, backoff: float = METADATA_RETRY_BACKOFF_S) -> None:
-    """Pause after a failed metadata update, which aiokafka (0.14, pinned) retries in a tight loop.
-
-    While the broker refuses connections and bundles wait for a partition
-    leader, aiokafka's sender asks for metadata again as soon as the previous
-    attempt failed: measured here, ~10k attempts (and 2 ERROR log lines each)
-    per second, all on the event loop that serves HTTP. Pausing after each
-    failure bounds that to a few per second; recovery is at most this much slower.
-    """
-    client = producer.client
-    update = getattr(client, "_metadata_update", None)
-    if update is None:  # another aiokafka: leave it alone
-        return
-
-    async def update_with_backoff(cluster_metadata, topics):
-        updated = await update(cluster_metadata, topics)
-        if not updated:
-            await asyncio.sleep(backoff)
-        return updated
-
-    client._metadata_update = update_with_backoff
-
+METADATA_RETRY_BACKOFF_S = 0.5  # after a failed metadata update (eventpipe.compat.aiokafka.throttle_metadata_retries)
 
 RECORD_COMPRESSIONS = ("lz4", "zstd", "none")
 
@@ -79,7 +56,8 @@ class KafkaSink:
         await self.bundler.submit(key, request)
 
     def start(self) -> None:
-        install_flat_produce_encoding()
+        aiokafka_compat.check()  # a clear error at start, not a failure in the rare state a private name serves
+        aiokafka_compat.install_produce_encoding(encode_produce_request)
         loop = asyncio.get_running_loop()
         self._connector = loop.create_task(self._connect())
         self._prober = loop.create_task(self._probe())
@@ -107,7 +85,7 @@ class KafkaSink:
                 request_timeout_ms=10_000,
                 client_id="eventpipe-collector",
             )
-            throttle_metadata_retries(producer)
+            aiokafka_compat.throttle_metadata_retries(producer, METADATA_RETRY_BACKOFF_S)
             try:
                 await producer.start()
                 partitions = len(await producer.partitions_for(s.topic_raw))

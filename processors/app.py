@@ -28,6 +28,8 @@ import pyarrow as pa
 import faust.web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from eventpipe.compat import aiokafka as aiokafka_compat
+from eventpipe.compat import faust as faust_compat
 from eventpipe.gc_tuning import tune_gc
 from eventpipe.settings import Settings
 from eventpipe.store import Store
@@ -190,14 +192,14 @@ async def _commit_written(events) -> None:
     faust forgets acked-but-uncommitted offsets when partitions are revoked, so the new
     owner would replay them. With a shared ClickHouse the ledger makes that harmless;
     with per-process embedded stores it would duplicate rows across stores. Committing
-    right after each write shrinks that window to this one call. (``_commit_offsets`` is
-    faust-streaming's own commit path: it skips partitions no longer assigned.)"""
+    right after each write shrinks that window to this one call (faust's own commit path,
+    which skips partitions no longer assigned: eventpipe.compat.faust.commit_offsets)."""
     written: dict = {}
     for e in events:
         tp = e.message.tp
         written[tp] = max(written.get(tp, -1), e.message.offset + 1)
     try:
-        await app.consumer._commit_offsets(written)
+        await faust_compat.commit_offsets(app.consumer, written)
     except Exception as exc:  # noqa: BLE001 - faust commits again at its interval; the ledger covers replays
         log.info("early commit failed (%r); faust's periodic commit follows", exc)
 
@@ -241,14 +243,7 @@ async def _rejoin_if_assigned_nothing(consumer) -> None:
     elif now - _empty_since[0] > 3 * settings.processor_session_timeout:
         log.warning("no partitions assigned for %.0fs: rejoining the consumer group", now - _empty_since[0])
         _empty_since[0] = now
-        thread = consumer._thread  # faust-streaming's aiokafka consumer runs in its own thread and loop
-
-        async def request_rejoin() -> None:
-            aiokafka_consumer = thread._ensure_consumer()
-            await aiokafka_consumer._client.force_metadata_update()
-            aiokafka_consumer._coordinator.request_rejoin()
-
-        await thread.call_thread(request_rejoin)
+        await faust_compat.rejoin_group(consumer)
 
 
 @app.timer(interval=5.0)
@@ -304,6 +299,8 @@ dashboard.register(app, store, health=health)
 
 
 def main() -> None:
+    aiokafka_compat.check()  # the private names this process uses: a clear error now, not in the rare state
+    faust_compat.check()
     # faust, mode and aiokafka at warning level, this process's own loggers at info (processors/logs.py);
     # "info" here only keeps faust's terminal spinner off, and print() goes to stdout as it is
     worker = faust.Worker(app, loglevel="info", logging_config=logs.install(app), redirect_stdouts=False)
