@@ -211,8 +211,8 @@ COMMANDS = {"up": cmd_up, "broker": cmd_broker, "collector": cmd_collector, "pro
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["plan"]:  # eventpipe/plan.py owns its options (and its --help)
-        from eventpipe.plan import main as plan_main
+    if argv[:1] == ["plan"]:  # eventpipe/plan/cli.py owns its options (and its --help)
+        from eventpipe.plan.cli import main as plan_main
 
         return plan_main(argv[1:])
     if argv[:1] == ["bench"]:  # eventpipe/bench.py owns its options (and its --help)
