@@ -1,7 +1,7 @@
 """The collector's HTTP application: a thin RSGI handler served by granian.
 
 granian's RSGI interface was the fastest server that still has timeouts and
-limits (benchmarks/servers/, DESIGN.md §3), so the ingest path is a plain
+limits (benchmarks/servers/, benchmarks/README.md), so the ingest path is a plain
 RSGI callable with no framework: route, authenticate, judge the body
 (eventpipe.ingest.body, eventpipe.ingest.batch), hand it to the sink, answer once the sink has
 it durably. The sink is passed in (the contract: eventpipe.ingest.sink); without one the

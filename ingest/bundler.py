@@ -1,6 +1,6 @@
 """Bundling accepted requests into Kafka records, and acking them only when the broker has.
 
-Per-record cost dominates aiokafka and faust (DESIGN.md §3), so each partition
+Per-record cost dominates aiokafka and faust (schemas/bundle.py), so each partition
 has one open bundle that goes to Kafka as one record. A bundle ships when its
 window has passed (one timer for all partitions, so their records reach the
 producer together and share one produce request) *and* its partition has no
