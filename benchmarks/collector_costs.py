@@ -17,7 +17,6 @@ parts can be added up against the whole (benchmarks/README.md, "Where the time g
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import resource
