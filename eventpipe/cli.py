@@ -92,7 +92,7 @@ def cmd_collector(settings: Settings, args) -> int:
 def cmd_processor(settings: Settings, args) -> int:
     from eventpipe.processors.app import main
 
-    main()
+    main(settings)
     return 0
 
 

@@ -385,7 +385,7 @@ def test_slo_alerts_use_the_metrics_the_code_exports(manifests):
     alerts = {r["alert"] for g in rules for r in g["rules"] if "alert" in r}
     assert metrics.REQUEST_SECONDS._name + "_bucket" in exprs
     assert metrics.REQUESTS._name + "_total" in exprs and 'code=~"5.."' in exprs
-    assert 'Histogram("eventpipe_freshness_seconds"' in (ROOT / "processors" / "app.py").read_text()
+    assert 'Histogram("eventpipe_freshness_seconds"' in (ROOT / "processors" / "metrics.py").read_text()
     assert "eventpipe_freshness_seconds_bucket" in exprs
     assert 'kafka_consumergroup_lag{consumergroup="eventpipe-processor", topic="events.raw"}' in exprs
     assert {"EventpipeCollectorLatencyHigh", "EventpipeCollectorErrorBudgetFastBurn",

@@ -8,7 +8,7 @@ What eventpipe needs that aiokafka (pinned) has no public API for:
 * :func:`install_produce_encoding` replaces ``ProduceRequest_v3..v8.encode``
   with eventpipe.ingest.records' one-join encoder (same bytes, tests/test_records.py).
 * :func:`rejoin_group` uses ``AIOKafkaConsumer._client`` and ``._coordinator``:
-  a processor assigned nothing must refresh metadata and rejoin (processors/app.py).
+  a processor assigned nothing must refresh metadata and rejoin (processors/membership.py).
 * eventpipe.ingest.records.RecordBatch stands in for aiokafka's
   ``BatchBuilder`` in ``send_batch``, so aiokafka calls its private
   ``_set_producer_state`` and ``_build`` on eventpipe's object.

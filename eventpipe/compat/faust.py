@@ -1,6 +1,6 @@
 """Every use of faust-streaming's private names, and the start-up check that they are all still there.
 
-What the processor (processors/app.py) needs that faust-streaming (pinned)
+What the processor (processors/micro_batch.py, processors/membership.py) needs that faust-streaming (pinned)
 has no public API for:
 
 * :func:`commit_offsets` calls ``Consumer._commit_offsets``: faust's own
