@@ -17,7 +17,6 @@ parts can be added up against the whole (benchmarks/README.md, "Where the time g
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import resource
@@ -79,14 +78,13 @@ async def _per_request(app, pairs, n: int) -> float:
         times.append((time.thread_time() - started) / n)
     return round(min(times) * 1e6, 2)
 
-def _collector():
-    import eventpipe.ingest.app as app
-    from eventpipe.ingest.cors import Cors
-    from eventpipe.ingest.keys import KeyRing
+async def _collector():
+    """The collector handler with a null sink (a MemorySink that keeps nothing): everything but Kafka."""
+    from eventpipe.ingest.app import Collector
+    from eventpipe.ingest.memory_sink import MemorySink
 
-    s = Settings.from_env({"EVENTPIPE_WRITE_KEYS": "wk1=p1"})
-    c = app.Collector(s)
-    c.keys, c.cors = KeyRing.from_settings(s), Cors(s.cors_origins)
+    c = Collector(Settings.from_env({"EVENTPIPE_WRITE_KEYS": "wk1=p1"}), sink=MemorySink(keep=False))
+    await c.start()
     return c
 
 
@@ -100,15 +98,7 @@ def per_request() -> dict:
     out = {}
 
     async def handler(n: int = 20_000) -> float:
-        c = _collector()
-
-        class Null:
-            ready = True
-
-            async def submit(self, key, request):
-                return None
-
-        c.sink = Null()
+        c = await _collector()
         pairs = [(_Scope(b), _Proto(b)) for b in BODIES]
         for sc, pr in pairs[:200]:
             await c.__rsgi__(sc, pr)
@@ -138,7 +128,7 @@ def per_request() -> dict:
         return round((time.thread_time() - t) / n * 1e6, 2)
 
     out["body_read_with_deadline"] = uvloop.run(body_read())
-    c = _collector()
+    c = uvloop.run(_collector())
     out["key_lookup_uncached"] = best(lambda: c.keys.lookup("wk1"))
     out["metrics_per_request"] = best(lambda: (metrics.REQUESTS.inc(("/v1/batch", "200")),
                                                metrics.EVENTS.inc(("accepted",), 10),
@@ -185,7 +175,8 @@ def per_record(bootstrap: str) -> dict:
     """CPU per record through aiokafka to a real broker, 12 partitions per produce request."""
     from aiokafka import AIOKafkaProducer
 
-    from eventpipe.ingest.records import RecordBatch, compressor, install_flat_produce_encoding
+    from eventpipe.compat.aiokafka import install_produce_encoding
+    from eventpipe.ingest.records import RecordBatch, compressor, encode_produce_request
     from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
     async def run(requests: int, codec: str | None, rounds: int) -> dict:
@@ -220,7 +211,7 @@ def per_record(bootstrap: str) -> dict:
                 "cpu_us_per_record": round(((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / n * 1e6, 1),
                 "sys_us_per_record": round((r1.ru_stime - r0.ru_stime) / n * 1e6, 1)}
 
-    install_flat_produce_encoding()
+    install_produce_encoding(encode_produce_request)
     out = []
     for requests in (1, 4, 10, 20):
         for codec in (None, "lz4"):

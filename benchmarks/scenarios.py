@@ -521,7 +521,7 @@ async def prefill(bootstrap: str, topic: str, reqs: list[bytes], events: int, re
     """Produce bundles shaped like the collector's (``requests_per_bundle`` requests each) until ``events``."""
     from aiokafka import AIOKafkaProducer
 
-    from eventpipe.ingest.bundler import partition_for
+    from eventpipe.ingest.partitioning import partition_for
     from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
     bodies = [r[r.index(b"\r\n\r\n") + 4:] for r in reqs]

@@ -9,7 +9,7 @@ this launcher, so nothing assumes a broker is already running.
 `KafkaCluster` runs three such combined nodes from the same jars, each with
 its own ports and data directory, one KRaft quorum of three voters; topics
 get replication factor 3 and ``min.insync.replicas`` 2, so one node can be
-lost without refusing a write or losing an acked one (DESIGN.md §6). Its
+lost without refusing a write or losing an acked one (tests/test_cluster.py). Its
 nodes start, stop (SIGTERM), die (SIGKILL) and restart one at a time: the
 durability tests of a leader loss drive it.
 """

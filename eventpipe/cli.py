@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 
+from eventpipe.ingest.keys import projects_by_key
 from eventpipe.settings import Settings
 
 
@@ -31,10 +32,10 @@ def cmd_up(settings: Settings, args) -> int:
     except (StackError, KeyboardInterrupt) as exc:
         print(f"eventpipe up: {exc}", file=sys.stderr)
         return 1
-    projects = ", ".join(sorted(set(settings.project_for_key().values())))
+    projects = ", ".join(sorted(set(projects_by_key(settings).values())))
     print(f"""
 eventpipe is up.
-  collector  {stack.collector_url}/v1/batch   (projects: {projects}; keys from EVENTPIPE_WRITE_KEYS)
+  collector  {stack.collector_url}/v1/batch   (projects: {projects}; keys from EVENTPIPE_WRITE_KEYS[_FILE])
   query      {stack.query_url}
   dashboard  http://127.0.0.1:{settings.processor_web_port}/dashboard
   metrics    {stack.collector_url}/metrics
@@ -91,7 +92,7 @@ def cmd_collector(settings: Settings, args) -> int:
 def cmd_processor(settings: Settings, args) -> int:
     from eventpipe.processors.app import main
 
-    main()
+    main(settings)
     return 0
 
 
@@ -161,7 +162,7 @@ def cmd_demo(settings: Settings, args) -> int:
     from eventpipe.demo import run_demo
 
     url = args.url or f"http://{settings.collector_host}:{settings.collector_port}"
-    key = args.write_key or next(iter(settings.project_for_key()))
+    key = args.write_key or next(iter(projects_by_key(settings)))
     result = asyncio.run(run_demo(url, key, args.requests, args.events_per_request, seed=args.seed))
     print(f"sent {result.requests} requests ({result.events} events) in {result.seconds:.1f}s, "
           f"{result.failed} failed")
@@ -210,8 +211,8 @@ COMMANDS = {"up": cmd_up, "broker": cmd_broker, "collector": cmd_collector, "pro
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["plan"]:  # eventpipe/plan.py owns its options (and its --help)
-        from eventpipe.plan import main as plan_main
+    if argv[:1] == ["plan"]:  # eventpipe/plan/cli.py owns its options (and its --help)
+        from eventpipe.plan.cli import main as plan_main
 
         return plan_main(argv[1:])
     if argv[:1] == ["bench"]:  # eventpipe/bench.py owns its options (and its --help)

@@ -45,7 +45,8 @@ class Settings:
     collector_port: int = 8080
     # Collector worker processes (granian); scale out with more pods instead where you can.
     collector_workers: int = 1
-    # "key=project,key2=project2": write keys accepted and the project each feeds.
+    # "key=project,key2=project2": write keys accepted and the project each feeds (the last "=" splits a pair,
+    # so keys may end in "=" padding; format and rules: eventpipe/ingest/keys.py, read with keys.load_keys).
     write_keys: str = "demo-write-key=demo"
     # Request body limit, also after gunzip (Segment: 500 KB).
     max_batch_bytes: int = 500 * 1024
@@ -136,15 +137,6 @@ class Settings:
     @property
     def broker_port(self) -> int:
         return int(self.kafka_bootstrap.rsplit(":", 1)[1])
-
-    def project_for_key(self) -> dict[str, str]:
-        keys = {}
-        for pair in filter(None, (p.strip() for p in self.write_keys.split(","))):
-            key, sep, project = pair.partition("=")
-            if not sep or not key or not project:
-                raise ValueError(f"{PREFIX}WRITE_KEYS: expected key=project pairs separated by commas")
-            keys[key] = project
-        return keys
 
     def env(self) -> dict[str, str]:
         """These settings as environment variables, for child processes."""

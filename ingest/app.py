@@ -1,10 +1,11 @@
 """The collector's HTTP application: a thin RSGI handler served by granian.
 
 granian's RSGI interface was the fastest server that still has timeouts and
-limits (benchmarks/servers/, DESIGN.md §3), so the ingest path is a plain
+limits (benchmarks/servers/, benchmarks/README.md), so the ingest path is a plain
 RSGI callable with no framework: route, authenticate, judge the body
-(eventpipe.ingest.body, eventpipe.ingest.batch), hand it to the Kafka sink, answer once Kafka has
-acked it. The routes are Segment's HTTP Tracking API (docs/segment-compatibility.md).
+(eventpipe.ingest.body, eventpipe.ingest.batch), hand it to the sink, answer once the sink has
+it durably. The sink is passed in (the contract: eventpipe.ingest.sink); without one the
+collector writes to Kafka (eventpipe.ingest.kafka_sink). The routes are Segment's HTTP Tracking API (docs/segment-compatibility.md).
 
 Run it with ``eventpipe collector`` (granian, uvloop; eventpipe.ingest.server sets the
 header limits). granian calls ``__rsgi_init__`` in each worker before serving
@@ -29,7 +30,8 @@ from eventpipe.ingest.body import Body, decompress, too_large
 from eventpipe.ingest.cors import Cors
 from eventpipe.ingest.errors import RETRY_AFTER_S, Rejected, Unavailable, error_body
 from eventpipe.ingest.keys import KeyRing, redact, write_key_from_basic
-from eventpipe.ingest.sink import KafkaSink
+from eventpipe.ingest.kafka_sink import KafkaSink
+from eventpipe.ingest.sink import Sink
 from eventpipe.schemas.bundle import AcceptedRequest
 
 log = logging.getLogger("eventpipe.collector")
@@ -68,11 +70,12 @@ def client_ip(scope) -> str:
 
 
 class Collector:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, sink: Sink | None = None):
+        """``settings`` default to the environment's and ``sink`` to a KafkaSink of them, both at start."""
         self.settings = settings
         self.keys: KeyRing | None = None
         self.cors = Cors("")
-        self.sink: KafkaSink | None = None
+        self.sink = sink
         # Authorization headers whose key the KeyRing granted, and what it granted: the base64 decode and the
         # salted digest (~2 us) once per header, not per request. Only granted keys (already in this process's
         # settings) are kept, and at most this many; the ring itself never changes while the process runs.
@@ -93,7 +96,8 @@ class Collector:
             log.warning("no write keys configured: every event request will be refused (401)")
         log.info("collector accepts %d write keys for projects %s", len(self.keys), ", ".join(self.keys.projects))
         self.cors = Cors(s.cors_origins)
-        self.sink = KafkaSink(s)
+        if self.sink is None:
+            self.sink = KafkaSink(s)
         self.sink.start()
 
     async def stop(self) -> None:

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - the same check, slower
 from eventpipe.ingest.body import decompress  # noqa: F401 - part of this module's interface
 from eventpipe.ingest.errors import Rejected
 from eventpipe.ingest.keys import write_key_from_basic  # noqa: F401 - part of this module's interface
+from eventpipe.ingest.partitioning import event_partition_key, partition_key
 from eventpipe.schemas import contract
 
 EVENT_TYPES = contract.EVENT_TYPES
@@ -71,10 +72,6 @@ def _encoded_size(where: str, value) -> int:
         return len(orjson.dumps(value))
     except TypeError:  # orjson.JSONEncodeError: nested deeper than orjson (and the processors) can re-encode
         raise Rejected(400, "too_deep", f"{where} nests objects/arrays more than 250 levels deep") from None
-
-
-def _partition_key(event: dict) -> bytes:
-    return str(event.get("anonymousId") or event.get("userId")).encode()
 
 
 def write_key_in(doc: dict) -> str | None:
@@ -160,7 +157,7 @@ def fast_batch(body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
     key = doc.writeKey
     if key is None:
         key = first.writeKey
-    return ParsedBatch(body=body, events=len(batch), partition_key=str(by).encode(), write_key=key or None)
+    return ParsedBatch(body=body, events=len(batch), partition_key=partition_key(first.anonymousId, first.userId), write_key=key or None)
 
 
 def decode(body: bytes, limit: int, single: bool = False) -> dict:
@@ -196,7 +193,7 @@ def judge_batch(doc: dict, body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
             if size > max_event_bytes:
                 raise Rejected(413, "event_too_large",
                                f"batch[{i}] is {size} bytes; an event may be at most {max_event_bytes} bytes")
-    return ParsedBatch(body=body, events=len(batch), partition_key=_partition_key(batch[0]),
+    return ParsedBatch(body=body, events=len(batch), partition_key=event_partition_key(batch[0]),
                        write_key=write_key_in(doc))
 
 
@@ -212,7 +209,7 @@ def judge_single(event: dict, kind: str) -> ParsedBatch:
         stored = orjson.dumps(wrapped)
     except TypeError:
         raise Rejected(400, "too_deep", "the event nests objects/arrays more than 250 levels deep") from None
-    return ParsedBatch(body=stored, events=1, partition_key=_partition_key(event), write_key=key)
+    return ParsedBatch(body=stored, events=1, partition_key=event_partition_key(event), write_key=key)
 
 
 def parse_batch(body: bytes, limit: int, max_event_bytes: int = MAX_EVENT_BYTES,

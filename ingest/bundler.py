@@ -1,6 +1,6 @@
 """Bundling accepted requests into Kafka records, and acking them only when the broker has.
 
-Per-record cost dominates aiokafka and faust (DESIGN.md §3), so each partition
+Per-record cost dominates aiokafka and faust (schemas/bundle.py), so each partition
 has one open bundle that goes to Kafka as one record. A bundle ships when its
 window has passed (one timer for all partitions, so their records reach the
 producer together and share one produce request) *and* its partition has no
@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (InvalidProducerEpoch, OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced,
@@ -36,6 +35,7 @@ from aiokafka.errors import (InvalidProducerEpoch, OutOfOrderSequenceNumber, Pro
 
 from eventpipe.ingest import metrics
 from eventpipe.ingest.errors import Unavailable
+from eventpipe.ingest.partitioning import partition_for
 from eventpipe.ingest.records import RecordBatch, compressor
 from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle, encoded_size
 
@@ -84,10 +84,6 @@ class _Open:
                     waiter.set_result(None)
                 else:
                     waiter.set_exception(exc)
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    return zlib.crc32(key) % partitions
 
 
 class Bundler:

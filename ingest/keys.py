@@ -1,5 +1,9 @@
 """Write keys: which project a key feeds, checked in constant time, never shown.
 
+This module is the one home of the write-key format; everything that needs
+the keys (the collector's :class:`KeyRing`, ``eventpipe up``'s banner,
+``eventpipe demo``) reads them with :func:`load_keys`.
+
 Keys come from ``EVENTPIPE_WRITE_KEYS`` (``key=project,…``) and optionally a
 file (``EVENTPIPE_WRITE_KEYS_FILE``), so a project can have several keys at
 once: rotation is "add the new key, roll the collectors, move the clients,
@@ -8,6 +12,13 @@ remove the old key". A file is either JSON::
     {"acme": ["key-2026", "key-2025"], "beta": {"keys": ["k3"], "rate_limit_events_per_s": 500}}
 
 or lines of ``key=project`` (``#`` starts a comment).
+
+The rule for a ``key=project`` pair: **the last ``=`` splits it**. Keys are
+base64-ish and may end in ``=`` padding (``abc===demo`` is key ``abc==``,
+project ``demo``); a project name never contains ``=``. Space around either
+part is dropped; an empty key or project is an error that names the entry's
+position, never the key. The same key given twice for one project is fine,
+for two projects an error.
 
 A presented key is never compared with the stored ones character by
 character: both sides are hashed with a per-process random salt (keyed
@@ -69,27 +80,37 @@ class KeyRing:
 
     @classmethod
     def from_settings(cls, settings) -> "KeyRing":
-        rate = settings.rate_limit_events_per_s
-        keys: dict[str, tuple[str, float]] = {}
-        for key, project in parse_pairs(settings.write_keys, "EVENTPIPE_WRITE_KEYS").items():
-            keys[key] = (project, rate)
-        if settings.write_keys_file:
-            for key, entry in load_file(Path(settings.write_keys_file), rate).items():
-                if key in keys and keys[key][0] != entry[0]:
-                    raise ValueError(f"write key {fingerprint(key)} is given for both {keys[key][0]!r} and "
-                                     f"{entry[0]!r}")
-                keys[key] = entry
-        return cls(keys)
+        return cls(load_keys(settings))
+
+
+def load_keys(settings) -> dict[str, tuple[str, float]]:
+    """Every key of ``settings`` (``write_keys`` and ``write_keys_file``) -> (project, events/s limit or 0)."""
+    rate = settings.rate_limit_events_per_s
+    keys: dict[str, tuple[str, float]] = {}
+    for key, project in parse_pairs(settings.write_keys, "EVENTPIPE_WRITE_KEYS").items():
+        keys[key] = (project, rate)
+    if settings.write_keys_file:
+        for key, entry in load_file(Path(settings.write_keys_file), rate).items():
+            if key in keys and keys[key][0] != entry[0]:
+                raise ValueError(f"write key {fingerprint(key)} is given for both {keys[key][0]!r} and "
+                                 f"{entry[0]!r}")
+            keys[key] = entry
+    return keys
+
+
+def projects_by_key(settings) -> dict[str, str]:
+    """Every key of ``settings`` -> its project (:func:`load_keys` without the limits)."""
+    return {key: project for key, (project, _) in load_keys(settings).items()}
 
 
 def parse_pairs(text: str, where: str, separator: str = ",") -> dict[str, str]:
-    """``key=project`` pairs; errors name the position, never the key."""
+    """``key=project`` pairs split at the last ``=`` (module docstring); errors name the position, never the key."""
     keys: dict[str, str] = {}
     for n, raw in enumerate(text.split(separator), 1):
         pair = raw.split("#", 1)[0].strip() if separator == "\n" else raw.strip()
         if not pair:
             continue
-        key, sep, project = (part.strip() for part in pair.rpartition("="))  # keys may end in "=" padding
+        key, sep, project = (part.strip() for part in pair.rpartition("="))
         if not sep or not key or not project:
             raise ValueError(f"{where}: entry {n}: expected key=project")
         if key in keys and keys[key] != project:

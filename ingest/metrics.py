@@ -1,4 +1,4 @@
-"""The collector's Prometheus metrics, with conventional names and units (DESIGN.md §8).
+"""The collector's Prometheus metrics, with conventional names and units (Prometheus' naming rules).
 
 The three updated on every request (requests, events, request duration) are plain numbers in dicts and
 lists, handed to prometheus_client only when /metrics is scraped (`HotCounter`, `HotHistogram`): its own

@@ -183,7 +183,7 @@ def encode_produce_request(request) -> bytes:
     aiokafka joins each nesting level of the request separately (records, partition, partitions, topic,
     topics, request), so every record batch is copied six times before the socket sees it: measured here,
     memcpy and the allocator were a quarter of the producer's CPU with 38 KB records. This writes the same
-    bytes with one join."""
+    bytes with one join; eventpipe.compat.aiokafka.install_produce_encoding puts it in aiokafka's place."""
     parts = [_string(request.transactional_id), _ACKS_TIMEOUT.pack(request.required_acks, request.timeout),
              _INT.pack(len(request.topics))]
     for topic, partitions in request.topics:
@@ -196,19 +196,3 @@ def encode_produce_request(request) -> bytes:
                 parts.append(_PARTITION.pack(partition, len(records)))
                 parts.append(records)
     return b"".join(parts)
-
-
-def install_flat_produce_encoding() -> bool:
-    """Encode aiokafka's ProduceRequest v3-v8 with `encode_produce_request` (same bytes; tests/test_records.py).
-
-    Applied only when the request classes have the schema it was written for (aiokafka is pinned), else left
-    alone; returns whether it was applied."""
-    from aiokafka.protocol import produce
-
-    classes = [getattr(produce, f"ProduceRequest_v{v}", None) for v in range(3, 9)]
-    expected = ("transactional_id", "required_acks", "timeout", "topics")
-    if any(c is None or tuple(c.SCHEMA.names) != expected for c in classes):
-        return False
-    for cls in classes:
-        cls.encode = encode_produce_request
-    return True

@@ -19,18 +19,19 @@ from eventpipe.settings import Settings
 MIN_BUFFER = 8192  # hyper's smallest allowed read buffer
 
 
-def granian_server(settings: Settings) -> Granian:
+def granian_server(settings: Settings, target: str = "eventpipe.ingest.app:app") -> Granian:
+    """``target``: the collector application to serve (``module:name``; benchmarks serve one with another sink)."""
     header_bytes = max(MIN_BUFFER, settings.max_header_bytes)
     return Granian(
-        "eventpipe.ingest.app:app", address=settings.collector_host, port=settings.collector_port, interface="rsgi",
+        target, address=settings.collector_host, port=settings.collector_port, interface="rsgi",
         workers=settings.collector_workers, loop="uvloop", log_access=False,
         http1_settings=HTTP1Settings(max_buffer_size=header_bytes),
         http2_settings=HTTP2Settings(max_headers_size=header_bytes),
     )
 
 
-def serve(settings: Settings | None = None) -> None:
-    granian_server(settings or Settings.from_env()).serve()
+def serve(settings: Settings | None = None, target: str = "eventpipe.ingest.app:app") -> None:
+    granian_server(settings or Settings.from_env(), target).serve()
 
 
 if __name__ == "__main__":

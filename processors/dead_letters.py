@@ -5,7 +5,10 @@ A dead letter is JSON: why it was rejected (a machine-readable ``reason`` and a
 its request/event index: the DLQ is at-least-once, so readers drop repeats by
 this source), and the original payload (the event as sent, or the undecodable
 record). ``eventpipe dlq replay`` feeds chosen dead letters back into
-events.raw once the cause is fixed (a schema relaxed, a clock corrected).
+events.raw once the cause is fixed (a schema relaxed, a clock corrected), each
+onto the partition the collector would choose for it
+(eventpipe.ingest.partitioning), never the producer's default partitioner:
+a device's events stay on its partition, where messageId dedup looks.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from datetime import datetime, timezone
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from eventpipe.ingest.partitioning import event_partition_key, partition_for
+from eventpipe.processors.kafka_ranges import read_to_end
 from eventpipe.progress import Progress
 from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
@@ -74,28 +79,26 @@ async def replay(bootstrap: str, dlq: str, raw: str, reasons: set[str] | None = 
     seen: set[tuple] = set()
     progress = Progress(out)
     try:
+        raw_partitions = len(await producer.partitions_for(raw))
         partitions = [TopicPartition(dlq, p) for p in sorted(await producer.partitions_for(dlq))]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         pending = []
-        for tp in partitions:
-            while (await consumer.position(tp)) < ends[tp]:
-                for message in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    letter = orjson.loads(message.value)
-                    source = tuple(letter["source"].values())
-                    if letter["reason"] not in wanted or source in seen:
-                        skipped += 1
-                        continue
-                    seen.add(source)
-                    event = orjson.loads(letter["payload"])
-                    body = orjson.dumps({"batch": [event]})
-                    request = AcceptedRequest(letter["project"], _received_ms(letter["received_at"]), "", "", body)
-                    pending.append(await producer.send(raw, encode_bundle([request]),
-                                                       key=str(event.get("anonymousId") or event.get("userId")).encode()))
-                    replayed += 1
-                    if replayed % 1000 == 0:
-                        progress.update(f"  replayed {replayed}")
+        async for batch in read_to_end(consumer, partitions):
+            for message in batch:
+                letter = orjson.loads(message.value)
+                source = tuple(letter["source"].values())
+                if letter["reason"] not in wanted or source in seen:
+                    skipped += 1
+                    continue
+                seen.add(source)
+                event = orjson.loads(letter["payload"])
+                body = orjson.dumps({"batch": [event]})
+                request = AcceptedRequest(letter["project"], _received_ms(letter["received_at"]), "", "", body)
+                key = event_partition_key(event)
+                pending.append(await producer.send(raw, encode_bundle([request]), key=key,
+                                                   partition=partition_for(key, raw_partitions)))
+                replayed += 1
+                if replayed % 1000 == 0:
+                    progress.update(f"  replayed {replayed}")
         await asyncio.gather(*pending)
     finally:
         progress.done()

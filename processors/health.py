@@ -3,7 +3,7 @@
 A processor whose store refuses writes retries the same micro-batch forever and
 commits nothing (docs/exactly-once.md), which is right for the data but silent
 for operators: the process is up, its web port answers, only lag grows.
-``WriteHealth`` makes that loud (DESIGN.md §4): the agent reports each batch it
+``WriteHealth`` makes that loud (docs/runbook.md, "The live dashboard"): the agent reports each batch it
 starts, each failed attempt and each success; from those come the consecutive
 failures, the age of the oldest record received but not yet written (from the
 Kafka record timestamps) and whether writes have failed without a break for

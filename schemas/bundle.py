@@ -1,6 +1,7 @@
 """The Kafka record format of events.raw: a bundle of accepted HTTP requests.
 
-Per-record cost dominates both Python ends (DESIGN.md §3), so the collector
+Per-record cost dominates both Python ends (aiokafka and faust handle every record as Python
+objects and callbacks; benchmarks/README.md), so the collector
 puts many accepted requests into one record. A bundle keeps each request's
 body exactly as the client sent it (decompressed), plus what only the
 collector knows: project, receive time, client address, user agent. It is

@@ -1,7 +1,7 @@
 """The event contract: what an event must have, and the type rule of every field it may have.
 
 Both sides judge by these rules, so what the collector accepts the processors
-can handle (DESIGN.md §2, docs/segment-compatibility.md "Field types"):
+can handle (docs/segment-compatibility.md "Field types"):
 
 - ``required_problem`` is what makes an event unacceptable at once. The
   collector refuses the request with 400 and the problem's code; a processor

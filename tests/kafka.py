@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from eventpipe.processors.kafka_ranges import read_to_end as read_partitions_to_end
+
 
 async def produce(bootstrap: str, topic: str, value: bytes, partition: int = 0) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
@@ -20,14 +22,7 @@ async def read_to_end(bootstrap: str, topic: str, partitions: list[int], last: i
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        values = []
-        for tp in tps:
-            consumer.seek(tp, starts[tp] if last is None else max(starts[tp], ends[tp] - last))
-            while (await consumer.position(tp)) < ends[tp]:
-                values += [m.value for m in (await consumer.getmany(tp, timeout_ms=2000)).get(tp, [])]
-        return values
+        records = [m async for batch in read_partitions_to_end(consumer, tps, last) for m in batch]
+        return [m.value for m in sorted(records, key=lambda m: (partitions.index(m.partition), m.offset))]
     finally:
         await consumer.stop()

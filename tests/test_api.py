@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from eventpipe.ingest.bundler import partition_for
+from eventpipe.ingest.partitioning import partition_for
 from eventpipe.schemas.bundle import decode_bundle
 from eventpipe.schemas.topics import topic_specs
 from tests.conftest import query, run, wait_for

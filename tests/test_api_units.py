@@ -21,7 +21,7 @@ from eventpipe.ingest.batch import EVENT_TYPES, parse_batch, parse_single
 from eventpipe.ingest.body import decompress
 from eventpipe.ingest.cors import Cors
 from eventpipe.ingest.errors import Rejected
-from eventpipe.ingest.keys import KeyRing, fingerprint, redact, write_key_from_basic
+from eventpipe.ingest.keys import KeyRing, fingerprint, parse_pairs, projects_by_key, redact, write_key_from_basic
 from eventpipe.ingest.ratelimit import TokenBucket
 
 FIELDS = ["type", "event", "userId", "anonymousId", "previousId", "groupId", "properties", "writeKey", "batch",
@@ -124,6 +124,34 @@ def test_keys_from_env_and_both_file_formats(tmp_path):
     assert ring.lookup("k-new").bucket.rate == 100 and ring.lookup("k-old").project == "acme"
     assert ring.lookup("k-slow").bucket.rate == 5
     assert KeyRing.from_settings(Settings(write_keys="a=b")).lookup("a").bucket is None  # no limit by default
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("abc===demo", {"abc==": "demo"}),  # the last "=" splits: base64 padding stays with the key
+    ("k1=a, k2=b", {"k1": "a", "k2": "b"}),
+    (" k1 = a ,,k1=a,", {"k1": "a"}),  # space dropped, empty entries skipped, a repeated pair is one key
+    ("a=b=c", {"a=b": "c"}),
+    ("", {}),
+])
+def test_write_key_pairs_split_at_the_last_equals(text, expected):
+    assert parse_pairs(text, "EVENTPIPE_WRITE_KEYS") == expected
+    assert projects_by_key(Settings(write_keys=text)) == expected
+
+
+@pytest.mark.parametrize("text", ["s3cr3tkey", "s3cr3tkey=", "=demo", "s3cr3tkey=a,s3cr3tkey=b"])
+def test_bad_write_key_pairs_say_where_never_the_key(text):
+    with pytest.raises(ValueError, match="EVENTPIPE_WRITE_KEYS") as exc:
+        projects_by_key(Settings(write_keys=text))
+    assert "s3cr3t" not in str(exc.value)
+
+
+def test_every_reader_of_the_keys_sees_the_file_too(tmp_path):
+    path = tmp_path / "keys.txt"
+    path.write_text("file-key==acme\n")
+    settings = Settings(write_keys="env-key===beta", write_keys_file=path)
+    assert projects_by_key(settings) == {"env-key==": "beta", "file-key=": "acme"}
+    ring = KeyRing.from_settings(settings)
+    assert (ring.lookup("env-key==").project, ring.lookup("file-key=").project) == ("beta", "acme")
 
 
 @pytest.mark.parametrize("content", ["s3cr3t-key-1", "s3cr3t-key-1=acme\ns3cr3t-key-1=beta",

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from eventpipe.ingest.bundler import AckTimeout, Bundler, partition_for
+from eventpipe.ingest.bundler import AckTimeout, Bundler
+from eventpipe.ingest.partitioning import partition_for
 from eventpipe.ingest.records import RecordBatch
 from eventpipe.schemas.bundle import AcceptedRequest, decode_bundle
 

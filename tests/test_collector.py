@@ -8,7 +8,7 @@ import uuid
 
 import orjson
 
-from eventpipe.ingest.bundler import partition_for
+from eventpipe.ingest.partitioning import partition_for
 from eventpipe.schemas.bundle import decode_bundle
 from eventpipe.schemas.topics import topic_specs
 from tests.conftest import run

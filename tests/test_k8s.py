@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from eventpipe import plan
+from eventpipe.plan import assumptions
 from eventpipe.settings import Settings
 from eventpipe.schemas.topics import topic_specs
 
@@ -168,7 +168,7 @@ def test_autoscaling_bounds_follow_the_partitions(manifests, overlay):
     app_source = (ROOT / "processors" / "app.py").read_text()
     assert re.search(r'faust\.App\(\s*"' + re.escape(kafka["consumerGroup"]) + '"', app_source)
     # allowIdleConsumers "false" would cap the lag at partitions x threshold: from P-1 replicas a
-    # ratio of P/(P-1), inside the HPA tolerance, so replica P would never come (eventpipe/plan.py).
+    # ratio of P/(P-1), inside the HPA tolerance, so replica P would never come (eventpipe/plan/simulation.py).
     assert kafka["allowIdleConsumers"] == "true"
     assert int(kafka["lagThreshold"]) > 0
     hpa = one(docs, "HorizontalPodAutoscaler", "eventpipe-collector")["spec"]
@@ -181,18 +181,18 @@ def test_autoscaling_bounds_follow_the_partitions(manifests, overlay):
 
 def test_autoscaler_behaviour_is_what_the_plan_simulates(manifests):
     docs = manifests["base"]
-    expected_up = [{"type": "Percent", "value": plan.SCALE_UP_PERCENT, "periodSeconds": plan.TICK_S},
-                   {"type": "Pods", "value": plan.SCALE_UP_PODS, "periodSeconds": plan.TICK_S}]
-    expected_down = [{"type": "Percent", "value": plan.SCALE_DOWN_PERCENT, "periodSeconds": plan.TICK_S}]
+    expected_up = [{"type": "Percent", "value": assumptions.SCALE_UP_PERCENT, "periodSeconds": assumptions.TICK_S},
+                   {"type": "Pods", "value": assumptions.SCALE_UP_PODS, "periodSeconds": assumptions.TICK_S}]
+    expected_down = [{"type": "Percent", "value": assumptions.SCALE_DOWN_PERCENT, "periodSeconds": assumptions.TICK_S}]
     hpa = one(docs, "HorizontalPodAutoscaler", "eventpipe-collector")["spec"]["behavior"]
     so = one(docs, "ScaledObject", "eventpipe-processor")["spec"]
     keda = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-    for behavior, up_window in ((hpa, plan.SCALE_UP_WINDOW_S), (keda, plan.PROCESSOR_SCALE_UP_WINDOW_S)):
+    for behavior, up_window in ((hpa, assumptions.SCALE_UP_WINDOW_S), (keda, assumptions.PROCESSOR_SCALE_UP_WINDOW_S)):
         assert behavior["scaleUp"]["stabilizationWindowSeconds"] == up_window
-        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == plan.SCALE_DOWN_WINDOW_S
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] == assumptions.SCALE_DOWN_WINDOW_S
         assert behavior["scaleUp"]["policies"] == expected_up and behavior["scaleUp"]["selectPolicy"] == "Max"
         assert behavior["scaleDown"]["policies"] == expected_down
-    assert so["pollingInterval"] == plan.TICK_S
+    assert so["pollingInterval"] == assumptions.TICK_S
 
 
 def test_production_numbers_come_from_the_plan(manifests):
@@ -385,7 +385,7 @@ def test_slo_alerts_use_the_metrics_the_code_exports(manifests):
     alerts = {r["alert"] for g in rules for r in g["rules"] if "alert" in r}
     assert metrics.REQUEST_SECONDS._name + "_bucket" in exprs
     assert metrics.REQUESTS._name + "_total" in exprs and 'code=~"5.."' in exprs
-    assert 'Histogram("eventpipe_freshness_seconds"' in (ROOT / "processors" / "app.py").read_text()
+    assert 'Histogram("eventpipe_freshness_seconds"' in (ROOT / "processors" / "metrics.py").read_text()
     assert "eventpipe_freshness_seconds_bucket" in exprs
     assert 'kafka_consumergroup_lag{consumergroup="eventpipe-processor", topic="events.raw"}' in exprs
     assert {"EventpipeCollectorLatencyHigh", "EventpipeCollectorErrorBudgetFastBurn",

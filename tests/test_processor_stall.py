@@ -1,4 +1,4 @@
-"""A processor that cannot write is loud and stoppable (DESIGN.md §4), against the real broker and chDB.
+"""A processor that cannot write is loud and stoppable (processors/health.py), against the real broker and chDB.
 
 While the store refuses writes (the failpoint file), the processor retries the
 same micro-batch: ``/readyz`` must turn 503 once that lasted

@@ -1,54 +1,73 @@
-"""The real collector with one thing changed, to measure a proposed change before making it.
+"""The real collector with another sink passed in, to measure what the Kafka side costs.
 
 (Record compression is a setting now, EVENTPIPE_RECORD_COMPRESSION: the collector-lz4/-zstd/-none servers
-run the plain collector with it.) Everything else is ``eventpipe collector``.
-``EVENTPIPE_BENCH_NULL_SINK=1`` answers 200 without writing to Kafka (see below).
-``EVENTPIPE_BENCH_TIMER_SINK=1`` suspends each request until a 5 ms tick answers all waiting ones.
+run the plain collector with it.) Everything but the sink is ``eventpipe collector``: the same handler,
+served by granian with the same limits (eventpipe.ingest.server), given its sink through
+``Collector(sink=...)``; nothing is patched.
+
+* ``EVENTPIPE_BENCH_NULL_SINK=1``: a MemorySink that keeps nothing; submit returns at once (no bundle, no
+  ack, no suspension). Its distance to the bare server is the HTTP-side cost; its distance to the real
+  collector is what bundling + aiokafka + waiting for the ack cost.
+* ``EVENTPIPE_BENCH_TIMER_SINK=1``: :class:`TimerSink`, the collector's suspension without Kafka. Its
+  distance to the null sink is what suspending a request costs; its distance to the real collector is
+  what bundles and aiokafka cost.
+
 Used by ``eventpipe bench collector --servers bare collector collector-nullsink collector-timersink``.
 """
 
+from __future__ import annotations
+
+import asyncio
+import logging
 import os
-import sys
 
-if os.environ.get("EVENTPIPE_BENCH_NULL_SINK"):
-    # Everything of the collector but the Kafka write: submit returns at once (no bundle, no ack,
-    # no suspension). Its distance to the bare server is the HTTP-side cost; its distance to the
-    # real collector is what bundling + aiokafka + waiting for the ack cost.
-    import eventpipe.ingest.sink
+from eventpipe.ingest.app import Collector
+from eventpipe.ingest.memory_sink import MemorySink
 
-    async def _null_submit(self, key, request):
-        return None
 
-    eventpipe.ingest.sink.KafkaSink.submit = _null_submit
+class TimerSink:
+    """Every request waits on its own future, and one timer answers all waiting requests every 5 ms
+    (the bundle window)."""
 
-if os.environ.get("EVENTPIPE_BENCH_TIMER_SINK"):
-    # The collector's suspension without Kafka: every request waits on its own future, and one
-    # timer answers all waiting requests every 5 ms (the bundle window). Its distance to the
-    # null sink is what suspending a request costs; its distance to the real collector is what
-    # bundles and aiokafka cost.
-    import asyncio
+    ready = True
 
-    import eventpipe.ingest.sink
+    def __init__(self, window_s: float = 0.005):
+        self.window_s = window_s
+        self._waiting: list[asyncio.Future] = []
 
-    _waiting: list = []
+    def start(self) -> None:
+        pass
 
-    def _answer_all() -> None:
-        waiting = _waiting[:]
-        _waiting.clear()
+    async def stop(self) -> None:
+        self._answer_all()
+
+    def _answer_all(self) -> None:
+        waiting, self._waiting = self._waiting, []
         for fut in waiting:
             if not fut.done():
                 fut.set_result(None)
 
-    async def _timer_submit(self, key, request):
+    async def submit(self, key, request) -> None:
         loop = asyncio.get_running_loop()
-        if not _waiting:
-            loop.call_later(0.005, _answer_all)
+        if not self._waiting:
+            loop.call_later(self.window_s, self._answer_all)
         fut = loop.create_future()
-        _waiting.append(fut)
+        self._waiting.append(fut)
         await fut
 
-    eventpipe.ingest.sink.KafkaSink.submit = _timer_submit
 
-from eventpipe.cli import main  # noqa: E402
+def _sink():
+    if os.environ.get("EVENTPIPE_BENCH_NULL_SINK"):
+        return MemorySink(keep=False)
+    if os.environ.get("EVENTPIPE_BENCH_TIMER_SINK"):
+        return TimerSink()
+    return None  # the Kafka sink
 
-sys.exit(main(["collector"]))
+
+app = Collector(sink=_sink())  # what granian's workers serve: they import this file as collector_variant
+
+if __name__ == "__main__":
+    from eventpipe.ingest.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(target="collector_variant:app")
