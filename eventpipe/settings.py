@@ -110,6 +110,14 @@ class Settings:
     # the message_keys lookup table keeps a key that long).
     dedup_window_seconds: float = 3600.0
 
+    # Deletion (`eventpipe forget`, eventpipe/forget.py)
+    # After a forget, the processors store none of that person's later events for this many days (they go to
+    # events_rejected as reason `forgotten`, without payload).
+    forget_suppress_days: float = 30.0
+    # How often each processor re-reads the forgotten ids from forget_log (a forget made through another
+    # processor, or directly against a server, is in force everywhere after at most this long).
+    forget_refresh_seconds: float = 10.0
+
     # Store: the embedded chDB directory, unless clickhouse_url names a server.
     # Embedded chDB directory (default: <data_dir>/store).
     store_path: Path | None = None
