@@ -23,6 +23,7 @@ Every step is idempotent: a forget that died half-way is finished by running it 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -128,8 +129,13 @@ def validate(project: str, user_id: str, anonymous_ids: list[str]) -> None:
 
 def forget(run: Run, project: str, user_id: str = "", anonymous_ids: list[str] | tuple = (),
            suppress_seconds: float = 30 * 86400, via: str = "direct", forget_id: str | None = None,
-           clock=time.time) -> ForgetReport:
-    """Delete the person's rows, correct both rollups, and audit it (see the module docstring)."""
+           clock=time.time, exclusive=contextlib.nullcontext, on_started=None) -> ForgetReport:
+    """Delete the person's rows, correct both rollups, and audit it (see the module docstring).
+
+    In a processor, ``on_started`` puts the person in its forgotten set and ``exclusive()`` holds its
+    batch writes: once, so that a batch judged against the old set lands before the delete, and around
+    each rollup's recompute, the only step an insert must not land in. The raw deletes (seconds on a
+    large chDB table: a mutation of every part) run while the processor keeps writing."""
     anons = sorted(set(anonymous_ids))
     validate(project, user_id, anons)
     started = clock()
@@ -152,6 +158,10 @@ def forget(run: Run, project: str, user_id: str = "", anonymous_ids: list[str] |
         return rows
 
     log("started")
+    if on_started is not None:
+        on_started()
+    with exclusive():
+        pass  # a batch in flight, judged against the forgotten set before this one, is written by now
     step("keys", KEYS_INSERT)
     report.events_deleted = int(step("count", f"SELECT count() FROM events WHERE {PERSON}")[0][0])
     report.rejected_deleted = int(step("count", f"SELECT count() FROM events_rejected WHERE {PERSON_REJECTED}")[0][0])
@@ -161,8 +171,9 @@ def forget(run: Run, project: str, user_id: str = "", anonymous_ids: list[str] |
         sql = statements(table)
         setattr(report, "keys_" + table.removeprefix("events_"), int(step("keys", sql["keys"])[0][0]))
         for attempt in range(MAX_RECOMPUTES):
-            step(f"recompute_{table}", sql["delete"])
-            step(f"recompute_{table}", sql["insert"])
+            with exclusive():
+                step(f"recompute_{table}", sql["delete"])
+                step(f"recompute_{table}", sql["insert"])
             report.recomputes += 1
             if not int(step(f"check_{table}", sql["mismatches"])[0][0]):
                 break

@@ -12,8 +12,9 @@ The forgotten set is ``forget_log`` (migration 0011), re-read every ``forget_ref
 a ClickHouse server every processor picks up a forget made anywhere) and at once after a forget made here.
 
 In embedded mode this process owns the chDB directory, so ``eventpipe forget`` posts to ``/forget``
-here; the forget then runs between two batch writes (``EXCLUSIVE``, held by ``write_batch`` in
-processors/app.py), so no insert lands between its rollup delete and re-insert.
+here. Its rollup recompute runs between two batch writes (``EXCLUSIVE``, held by ``write_batch`` in
+processors/app.py), so no insert lands between a rollup's delete and re-insert; the raw deletes (seconds on
+a large table) do not hold the writes.
 """
 
 from __future__ import annotations
@@ -103,11 +104,10 @@ def register(app, store_fn, settings, suppressor: Suppressor) -> None:
 
     def run_forget(project: str, user_id: str, anonymous_ids: list[str]) -> dict:
         store = store_fn()
-        with EXCLUSIVE:
-            report = forget(lambda sql, params: store.query(sql, parameters=params).rows, project, user_id,
-                            anonymous_ids, settings.forget_suppress_days * 86400,
-                            via="server" if settings.clickhouse_url else "processor")
-            suppressor.refresh(store)
+        report = forget(lambda sql, params: store.query(sql, parameters=params).rows, project, user_id,
+                        anonymous_ids, settings.forget_suppress_days * 86400,
+                        via="server" if settings.clickhouse_url else "processor",
+                        exclusive=lambda: EXCLUSIVE, on_started=lambda: suppressor.refresh(store))
         log.info("forget %s: project %s, %d events and %d rejects deleted, %d/%d rollup keys recomputed in %.2fs",
                  report.forget_id, project, report.events_deleted, report.rejected_deleted, report.keys_1m,
                  report.keys_1h, report.seconds)
