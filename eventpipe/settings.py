@@ -77,6 +77,16 @@ class Settings:
     # Origins browsers may send from: "*" any, "" none (no CORS headers), or "https://a.example,https://b.example".
     cors_origins: str = "*"
 
+    # Quotas (ingest/quotas.py): events per day or hour per project, shared by all collector processes
+    # "project=N/day,project2=N/hour:drop": a project's limit; past it a request is refused (429 + Retry-After
+    # until the period ends) or, with ":drop", answered 200 and its events dropped. Empty: no quotas.
+    quotas: str = ""
+    # What a quota without ":reject" or ":drop" does: "reject" or "drop".
+    quota_mode: str = "reject"
+    # How often each collector process publishes its counts to the events.quota topic (what other replicas, and a
+    # restarted collector, see); also the bound on how late one replica sees another's counts.
+    quota_sync_seconds: float = 1.0
+
     # Processor
     # Processor web server: /query, /metrics, /dashboard.
     processor_web_host: str = "127.0.0.1"

@@ -26,7 +26,7 @@ import faust
 from eventpipe.compat import aiokafka as aiokafka_compat
 from eventpipe.compat import faust as faust_compat
 from eventpipe.gc_tuning import tune_gc
-from eventpipe.processors import dashboard, forgetting, logs, metrics, pages
+from eventpipe.processors import dashboard, forgetting, logs, metrics, pages, quota_usage
 from eventpipe.processors.health import WriteHealth
 from eventpipe.processors.kafka_ranges import KafkaRangeReader
 from eventpipe.processors.membership import Membership
@@ -120,6 +120,7 @@ def create_app(settings: Settings) -> faust.App:
     pages.register(app, store, health)
     dashboard.register(app, store, settings, health=health)
     forgetting.register(app, store, settings, suppressor)
+    quota_usage.register(app, store, settings)
     return app
 
 
