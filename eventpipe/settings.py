@@ -87,6 +87,13 @@ class Settings:
     # restarted collector, see); also the bound on how late one replica sees another's counts.
     quota_sync_seconds: float = 1.0
 
+    # Hot-key overflow (ingest/overflow.py)
+    # A (project, device) sending more events per second than this has its further requests spread over all
+    # partitions (flagged hot_key_overflow) instead of loading its own; 0 = off. No real device comes near 100/s.
+    hot_key_events_per_s: float = 0.0
+    # Keys whose rate each collector process tracks (an LRU: the least recently seen is forgotten).
+    hot_key_tracked: int = 10_000
+
     # Processor
     # Processor web server: /query, /metrics, /dashboard.
     processor_web_host: str = "127.0.0.1"

@@ -31,6 +31,7 @@ from eventpipe.ingest.cors import Cors
 from eventpipe.ingest.errors import RETRY_AFTER_S, Rejected, Unavailable, error_body
 from eventpipe.ingest.keys import KeyRing, redact, write_key_from_basic
 from eventpipe.ingest.kafka_sink import KafkaSink
+from eventpipe.ingest.overflow import HotKeys
 from eventpipe.ingest.quotas import Quotas
 from eventpipe.ingest.sink import Sink
 from eventpipe.schemas.bundle import AcceptedRequest
@@ -78,6 +79,7 @@ class Collector:
         self.cors = Cors("")
         self.sink = sink
         self.quotas = Quotas({})  # per-project quotas (eventpipe.ingest.quotas), set at start
+        self.hot_keys = HotKeys(0)  # hot-key overflow (eventpipe.ingest.overflow), set at start
         # Authorization headers whose key the KeyRing granted, and what it granted: the base64 decode and the
         # salted digest (~2 us) once per header, not per request. Only granted keys (already in this process's
         # settings) are kept, and at most this many; the ring itself never changes while the process runs.
@@ -103,6 +105,7 @@ class Collector:
         self.sink.start()
         self.quotas = Quotas.from_settings(s)
         await self.quotas.start()
+        self.hot_keys = HotKeys.from_settings(s)
 
     async def stop(self) -> None:
         if self.sink:
@@ -197,10 +200,11 @@ class Collector:
             return rej.status, JSON + rej.headers + cors + ([] if incoming.complete else CLOSE), rej.body()
         except Unavailable as exc:  # quota state not read yet
             return self._unavailable(exc.code, str(exc), events, cors)
+        key, overflow = self.hot_keys.route(granted.project, parsed.partition_key, events, body)
         request = AcceptedRequest(granted.project, int(time.time() * 1000), client_ip(scope),
-                                  headers.get("user-agent") or "", body)
+                                  headers.get("user-agent") or "", body, overflow)
         try:
-            await self.sink.submit(parsed.partition_key, request)
+            await self.sink.submit(key, request)
         except Unavailable as exc:
             self.quotas.refund(granted.project, events)
             return self._unavailable(exc.code, str(exc), events, cors)
