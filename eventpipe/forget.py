@@ -211,10 +211,17 @@ def run_forget(settings, project: str, user_id: str = "", anonymous_ids: list[st
         except (urllib.error.URLError, ConnectionError):
             pass  # no running processor: open the store directly
     store = Store(settings)
+
+    def processors_know_it() -> None:
+        """Against a server, processors may be writing: let each re-read forget_log (and finish the batch it
+        judged before) before the rows are deleted, or a batch landing after the delete would keep some."""
+        time.sleep(settings.forget_refresh_seconds + 5.0)
+
     try:
         store.migrate()
         return forget(lambda sql, params: store.query(sql, parameters=params).rows, project, user_id,
                       anonymous_ids, settings.forget_suppress_days * 86400,
-                      via="server" if settings.clickhouse_url else "direct")
+                      via="server" if settings.clickhouse_url else "direct",
+                      on_started=processors_know_it if settings.clickhouse_url else None)
     finally:
         store.close()

@@ -11,7 +11,7 @@ import uuid
 import orjson
 import pyarrow as pa
 
-from eventpipe.forget import LOG_INSERT, PERSON, forget, run_forget, statements
+from eventpipe.forget import KEYS_INSERT, LOG_INSERT, PERSON, forget, run_forget, statements
 from eventpipe.processors.forgetting import Suppressor
 from eventpipe.processors.rows import Rules, explode
 from eventpipe.processors.writer import EventWriter
@@ -52,7 +52,10 @@ def test_the_statements_run_in_order_and_touch_only_the_persons_keys():
         return [[0]] if sql.startswith("SELECT count()") else []
 
     report = forget(run, "acme", "u1", ["a1", "a1"], suppress_seconds=60, via="server", forget_id="f1",
-                    clock=lambda: 1000.0)
+                    clock=lambda: 1000.0, on_started=lambda: seen.append(("<processors know it>", {"id": "f1",
+                                                                                               "project": "acme"})))
+    assert [s for s, _ in seen[:3]] == [LOG_INSERT, "<processors know it>", KEYS_INSERT]  # before any delete
+    seen.remove(seen[1])
     sqls = [s for s, _ in seen]
     assert sqls[0] == LOG_INSERT and seen[0][1]["status"] == "started" and seen[0][1]["until"] == 1060
     assert sqls[-1] == LOG_INSERT and seen[-1][1]["status"] == "done"
