@@ -38,7 +38,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 from load import build_requests, open_loop  # noqa: E402
 
 from eventpipe.broker import KafkaBroker  # noqa: E402
-from eventpipe.ingest.bundler import partition_for  # noqa: E402
+from eventpipe.ingest.partitioning import partition_for  # noqa: E402
 from eventpipe.settings import Settings  # noqa: E402
 from eventpipe.stack import Child, LocalStack, eventpipe_command, wait_http  # noqa: E402
 from tests.conftest import free_port  # noqa: E402 - a free port (and, for the broker, the next one too)

@@ -9,7 +9,6 @@ import sys
 import uuid
 
 import orjson
-import pyarrow as pa
 
 from eventpipe.forget import KEYS_INSERT, LOG_INSERT, PERSON, forget, run_forget, statements
 from eventpipe.processors.forgetting import Suppressor
