@@ -4,13 +4,14 @@ Fills a fresh store with N synthetic events of one project (through the real ins
 ``events`` table with its rollup and message-key views), then forgets a few people one by one and
 prints each step's seconds (eventpipe/forget.py), checking ``eventpipe verify`` after each.
 
-    python benchmarks/forget_cost.py --events 1000000 --people 3
+    python benchmarks/forget_cost.py --events 1000000 --people 3 --name forget-cost
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -98,8 +99,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--people", type=int, default=3)
+    parser.add_argument("--name", help="also write benchmarks/results/NAME.json")
     args = parser.parse_args()
-    print(json.dumps(run(args.events, args.people, args.users), indent=1))
+    doc = run(args.events, args.people, args.users)
+    doc["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    doc["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(doc, indent=1))
+    if args.name:
+        (Path(__file__).parent / "results" / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

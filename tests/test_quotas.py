@@ -78,7 +78,12 @@ def test_quotas_against_the_real_stack(tmp_path):
         assert post(url, _batch(2, "b-after-restart"), key="test-key-beta")[0] == 200  # 28 + 2 = 30
         assert post(url, _batch(1, "b-dropped"), key="test-key-beta")[0] == 200  # dropped
 
-        # a second collector process (another replica) sees the same usage
+        # a second collector process (another replica) sees the same usage, once the first has published it
+        # (every quota_sync_seconds: until then a replica does not know the others' latest admissions)
+        usage = ("SELECT project, max(quota), sum(accepted), sum(dropped), sum(refused) FROM quota_usage FINAL "
+                 "GROUP BY project ORDER BY project")
+        published = [["acme", 100, 100, 0, 2], ["beta", 30, 30, 15, 0]]
+        assert wait_for(lambda: query(stack, usage) == published, timeout=30), query(stack, usage)
         port = free_port()
         env = {**stack._env(), **dataclasses.replace(stack.settings, collector_port=port).env()}
         second = Child("collector2", eventpipe_command("collector"), env, None)
@@ -93,8 +98,6 @@ def test_quotas_against_the_real_stack(tmp_path):
         # exactly the limits were stored; ClickHouse counts what was refused and dropped
         stored = "SELECT project, count() FROM events WHERE event = 'Quota Test' GROUP BY project ORDER BY project"
         assert wait_for(lambda: query(stack, stored) == [["acme", 100], ["beta", 30]], timeout=30), query(stack, stored)
-        usage = ("SELECT project, max(quota), sum(accepted), sum(dropped), sum(refused) FROM quota_usage FINAL "
-                 "GROUP BY project ORDER BY project")
         expected = [["acme", 100, 100, 0, 3], ["beta", 30, 30, 16, 0]]
         assert wait_for(lambda: query(stack, usage) == expected, timeout=30), query(stack, usage)
         # ... and the dashboard has the line
