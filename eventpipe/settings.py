@@ -93,6 +93,10 @@ class Settings:
     hot_key_events_per_s: float = 0.0
     # Keys whose rate each collector process tracks (an LRU: the least recently seen is forgotten).
     hot_key_tracked: int = 10_000
+    # A key stays hot (spread) this long after its last request over the rate, so that a client's retry of a
+    # spread request is spread to the same partition, where the processors' messageId dedup looks for it; keep it
+    # at least dedup_window_seconds.
+    hot_key_sticky_seconds: float = 3600.0
 
     # Processor
     # Processor web server: /query, /metrics, /dashboard.
