@@ -12,8 +12,8 @@ The forgotten set is ``forget_log`` (migration 0011), re-read every ``forget_ref
 a ClickHouse server every processor picks up a forget made anywhere) and at once after a forget made here.
 
 In embedded mode this process owns the chDB directory, so ``eventpipe forget`` posts to ``/forget``
-here. Its rollup recompute runs between two batch writes (``EXCLUSIVE``, held by ``write_batch`` in
-processors/app.py), so no insert lands between a rollup's delete and re-insert; the raw deletes (seconds on
+here. Its rollup recompute runs between two batch writes (``EXCLUSIVE``, held around each batch write by
+``MicroBatches._write_blocking`` in processors/micro_batch.py), so no insert lands between a rollup's delete and re-insert; the raw deletes (seconds on
 a large table) do not hold the writes.
 """
 
