@@ -147,6 +147,21 @@ def cmd_verify(settings: Settings, args) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def cmd_forget(settings: Settings, args) -> int:
+    from eventpipe.forget import ForgetError, run_forget
+
+    try:
+        report = run_forget(settings, args.project, args.user or "", args.anonymous_id or [])
+    except (ForgetError, ValueError) as exc:
+        print(f"forget failed: {exc}", file=sys.stderr)
+        return 2
+    print(f"forget {report.forget_id} ({report.via}): deleted {report.events_deleted} events and "
+          f"{report.rejected_deleted} rejected events of project {report.project}; recomputed "
+          f"{report.keys_1m} events_1m and {report.keys_1h} events_1h keys in {report.seconds:.2f}s; "
+          f"later events suppressed until {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(report.suppress_until))}")
+    return 0
+
+
 def cmd_dlq(settings: Settings, args) -> int:
     from eventpipe.processors.dead_letters import REPLAYABLE, replay
 
@@ -196,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--reason", action="append",
                      help="replay only this reason (repeatable; default: schema_violation, too_old, invalid_field)")
     sub.add_parser("verify", help="check that the rollups equal a recomputation from raw events")
+    f = sub.add_parser("forget", help="delete a person's events (rollups corrected, audited) and suppress later ones")
+    f.add_argument("--project", required=True)
+    f.add_argument("--user", help="the person's userId")
+    f.add_argument("--anonymous-id", action="append", help="an anonymousId of theirs (repeatable)")
     d = sub.add_parser("demo", help="post realistic synthetic traffic to a running collector")
     d.add_argument("--requests", type=int, default=1000)
     d.add_argument("--events-per-request", type=int, default=10)
@@ -206,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "broker": cmd_broker, "collector": cmd_collector, "processor": cmd_processor,
-            "migrate": cmd_migrate, "query": cmd_query, "demo": cmd_demo, "verify": cmd_verify, "dlq": cmd_dlq}
+            "migrate": cmd_migrate, "query": cmd_query, "demo": cmd_demo, "verify": cmd_verify, "dlq": cmd_dlq,
+            "forget": cmd_forget}
 
 
 def main(argv: list[str] | None = None) -> int:

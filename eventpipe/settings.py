@@ -77,6 +77,27 @@ class Settings:
     # Origins browsers may send from: "*" any, "" none (no CORS headers), or "https://a.example,https://b.example".
     cors_origins: str = "*"
 
+    # Quotas (ingest/quotas.py): events per day or hour per project, shared by all collector processes
+    # "project=N/day,project2=N/hour:drop": a project's limit; past it a request is refused (429 + Retry-After
+    # until the period ends) or, with ":drop", answered 200 and its events dropped. Empty: no quotas.
+    quotas: str = ""
+    # What a quota without ":reject" or ":drop" does: "reject" or "drop".
+    quota_mode: str = "reject"
+    # How often each collector process publishes its counts to the events.quota topic (what other replicas, and a
+    # restarted collector, see); also the bound on how late one replica sees another's counts.
+    quota_sync_seconds: float = 1.0
+
+    # Hot-key overflow (ingest/overflow.py)
+    # A (project, device) sending more events per second than this has its further requests spread over all
+    # partitions (flagged hot_key_overflow) instead of loading its own; 0 = off. No real device comes near 100/s.
+    hot_key_events_per_s: float = 0.0
+    # Keys whose rate each collector process tracks (an LRU: the least recently seen is forgotten).
+    hot_key_tracked: int = 10_000
+    # A key stays hot (spread) this long after its last request over the rate, so that a client's retry of a
+    # spread request is spread to the same partition, where the processors' messageId dedup looks for it; keep it
+    # at least dedup_window_seconds.
+    hot_key_sticky_seconds: float = 3600.0
+
     # Processor
     # Processor web server: /query, /metrics, /dashboard.
     processor_web_host: str = "127.0.0.1"
@@ -109,6 +130,14 @@ class Settings:
     # An event whose (project, messageId) was stored this recently (client retry) is dropped (at most 7 days:
     # the message_keys lookup table keeps a key that long).
     dedup_window_seconds: float = 3600.0
+
+    # Deletion (`eventpipe forget`, eventpipe/forget.py)
+    # After a forget, the processors store none of that person's later events for this many days (they go to
+    # events_rejected as reason `forgotten`, without payload).
+    forget_suppress_days: float = 30.0
+    # How often each processor re-reads the forgotten ids from forget_log (a forget made through another
+    # processor, or directly against a server, is in force everywhere after at most this long).
+    forget_refresh_seconds: float = 10.0
 
     # Store: the embedded chDB directory, unless clickhouse_url names a server.
     # Embedded chDB directory (default: <data_dir>/store).

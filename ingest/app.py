@@ -31,6 +31,8 @@ from eventpipe.ingest.cors import Cors
 from eventpipe.ingest.errors import RETRY_AFTER_S, Rejected, Unavailable, error_body
 from eventpipe.ingest.keys import KeyRing, redact, write_key_from_basic
 from eventpipe.ingest.kafka_sink import KafkaSink
+from eventpipe.ingest.overflow import HotKeys
+from eventpipe.ingest.quotas import Quotas
 from eventpipe.ingest.sink import Sink
 from eventpipe.schemas.bundle import AcceptedRequest
 
@@ -76,6 +78,8 @@ class Collector:
         self.keys: KeyRing | None = None
         self.cors = Cors("")
         self.sink = sink
+        self.quotas = Quotas({})  # per-project quotas (eventpipe.ingest.quotas), set at start
+        self.hot_keys = HotKeys(0)  # hot-key overflow (eventpipe.ingest.overflow), set at start
         # Authorization headers whose key the KeyRing granted, and what it granted: the base64 decode and the
         # salted digest (~2 us) once per header, not per request. Only granted keys (already in this process's
         # settings) are kept, and at most this many; the ring itself never changes while the process runs.
@@ -99,14 +103,18 @@ class Collector:
         if self.sink is None:
             self.sink = KafkaSink(s)
         self.sink.start()
+        self.quotas = Quotas.from_settings(s)
+        await self.quotas.start()
+        self.hot_keys = HotKeys.from_settings(s)
 
     async def stop(self) -> None:
         if self.sink:
             await self.sink.stop()
+        await self.quotas.stop()
 
     @property
     def ready(self) -> bool:
-        return self.sink is not None and self.sink.ready
+        return self.sink is not None and self.sink.ready and self.quotas.loaded  # quota usage read: no overshoot
 
     # --- requests --------------------------------------------------------
     async def __rsgi__(self, scope, proto) -> None:
@@ -182,18 +190,26 @@ class Collector:
             events = parsed.events
             if granted.bucket is not None:
                 self._check_rate(granted, events)
+            if not self.quotas.admit(granted.project, events):  # over a quota that drops: 200, nothing stored
+                metrics.EVENTS.inc(("over_quota",), events)
+                return 200, (JSON + cors) if cors else JSON, OK_BODY
         except Rejected as rej:
             metrics.rejected_counter(rej.code).inc()
             metrics.EVENTS.inc(("rejected",), events)
             # refused before the whole body was read: the connection cannot carry another request
             return rej.status, JSON + rej.headers + cors + ([] if incoming.complete else CLOSE), rej.body()
+        except Unavailable as exc:  # quota state not read yet
+            return self._unavailable(exc.code, str(exc), events, cors)
+        key, overflow = self.hot_keys.route(granted.project, parsed.partition_key, events, body)
         request = AcceptedRequest(granted.project, int(time.time() * 1000), client_ip(scope),
-                                  headers.get("user-agent") or "", body)
+                                  headers.get("user-agent") or "", body, overflow)
         try:
-            await self.sink.submit(parsed.partition_key, request)
+            await self.sink.submit(key, request)
         except Unavailable as exc:
+            self.quotas.refund(granted.project, events)
             return self._unavailable(exc.code, str(exc), events, cors)
         except Exception:  # noqa: BLE001 - a Kafka failure (logged per bundle): nothing acked, the client retries
+            self.quotas.refund(granted.project, events)
             return self._unavailable("kafka_unavailable", "the event store is unavailable; retry later", events, cors)
         metrics.EVENTS.inc(("accepted",), events)
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)

@@ -6,6 +6,10 @@ device's events stay on one partition, so they are read in order, and the
 processor's messageId dedup of client retries looks per partition: an event
 replayed onto another partition than its device's would escape it.
 
+One exception, in the collector only: a device over ``EVENTPIPE_HOT_KEY_EVENTS_PER_S`` has its further
+requests keyed by device and first messageId (eventpipe.ingest.overflow), so they spread over the
+partitions while a retry, which repeats its body, still lands where its first attempt did.
+
 The key is the first event's ``anonymousId``, else its ``userId``, as text
 (``None`` when neither is set: the collector refuses such events before
 this rule runs); the partition is its CRC-32 modulo the partition count.

@@ -26,7 +26,7 @@ import faust
 from eventpipe.compat import aiokafka as aiokafka_compat
 from eventpipe.compat import faust as faust_compat
 from eventpipe.gc_tuning import tune_gc
-from eventpipe.processors import dashboard, logs, metrics, pages
+from eventpipe.processors import dashboard, forgetting, logs, metrics, pages, quota_usage
 from eventpipe.processors.health import WriteHealth
 from eventpipe.processors.kafka_ranges import KafkaRangeReader
 from eventpipe.processors.membership import Membership
@@ -72,10 +72,13 @@ def create_app(settings: Settings) -> faust.App:
             log.info("applied migrations: %s", ", ".join(applied))
         return s
 
+    suppressor = forgetting.Suppressor(settings.topic_raw)
+
     @functools.cache
     def writer() -> EventWriter:
+        suppressor.refresh(store())  # before the first batch: a forgotten id is not stored even right after a start
         return EventWriter(store(), settings.topic_raw, Rules.from_settings(settings),
-                           settings.processor_batch_max_bytes)
+                           settings.processor_batch_max_bytes, suppress=suppressor.apply)
 
     @functools.cache
     def replay_reader() -> KafkaRangeReader:
@@ -116,6 +119,8 @@ def create_app(settings: Settings) -> faust.App:
 
     pages.register(app, store, health)
     dashboard.register(app, store, settings, health=health)
+    forgetting.register(app, store, settings, suppressor)
+    quota_usage.register(app, store, settings)
     return app
 
 

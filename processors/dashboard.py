@@ -10,8 +10,8 @@ laptop, a first deployment, an incident where Prometheus is the thing that broke
 
 * ClickHouse, through the read-only analyst client (so the query timeout and
   row limit hold): events accepted per second by ``received_at`` over the last
-  minutes, the top events of that window, and rejects by reason when the
-  ``events_rejected`` table exists. (Events dated more than ``LATE_DAYS`` before
+  minutes, the top events of that window, rejects by reason when the
+  ``events_rejected`` table exists, and each project's quota use this period (``quota_usage``). (Events dated more than ``LATE_DAYS`` before
   they arrived are left out, which keeps these queries to recent partitions.)
 * This process's own Prometheus metrics: consumer lag
   (``eventpipe_processor_lag_records``, summed over partitions), freshness
@@ -76,6 +76,9 @@ TOP_EVENTS = 8
 LATE_DAYS = 2  # events dated this much before their receipt still count in the live numbers
 # the collector's own endpoints: not traffic, and the dashboard's scrapes would count as requests
 NOT_INGEST = frozenset({"/metrics", "/healthz", "/readyz"})
+# projects with a quota, this period: limit, accepted, dropped and refused over it (ingest/quotas.py)
+QUOTAS_SQL = ("SELECT project, max(quota), sum(accepted), sum(dropped), sum(refused) FROM quota_usage FINAL "
+              "WHERE period + period_seconds > now() GROUP BY project ORDER BY project")
 SERIES = ("collector_p99", "freshness_p99", "oldest_unwritten", "lag", "requests", "refused_4xx", "refused_5xx",
           "accepted_events", "written_events", "rejected_events", "broker", "collector_up", "writes",
           "cpu_processor", "cpu_collector", "rss_processor", "rss_collector")
@@ -355,6 +358,9 @@ class Dashboard:
             out["rejected"] = {"series": [[int(t), int(n)] for t, n in series],
                                "by_reason": [[str(r), int(n)] for r, n in reasons],
                                "per_second": round(minute / RATE_SECONDS, 3)}
+        out["quotas"] = [[str(p), int(limit), int(a), int(d), int(r)] for p, limit, a, d, r in q(QUOTAS_SQL)] \
+            if q("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'quota_usage'")[0][0] \
+            else []
         return out
 
     async def store_data(self) -> dict:
@@ -365,7 +371,8 @@ class Dashboard:
                     data = await asyncio.to_thread(self._store_data)
                     data["error"] = None
                 except Exception as exc:  # noqa: BLE001 - shown on the page; the other tiles still work
-                    data = {"accepted": None, "top_events": [], "rejected": None, "error": str(exc)[:300]}
+                    data = {"accepted": None, "top_events": [], "rejected": None, "quotas": [],
+                            "error": str(exc)[:300]}
                 self._store_cache = (now, data)
             return self._store_cache[1]
 
@@ -443,7 +450,7 @@ class Dashboard:
             "window_seconds": WINDOW_SECONDS,
             "bin_seconds": BIN_SECONDS,
             "rate_seconds": RATE_SECONDS,
-            **{k: store[k] for k in ("accepted", "top_events", "rejected")},
+            **{k: store[k] for k in ("accepted", "top_events", "rejected", "quotas")},
             "store_error": store["error"],
             "lag_records": None if own["lag"] is None else int(own["lag"]),
             "writes": None if self.health is None else self.health.state(),

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from eventpipe.compat import faust as faust_compat
-from eventpipe.processors import metrics
+from eventpipe.processors import forgetting, metrics
 from eventpipe.processors.dead_letters import dead_letter
 from eventpipe.processors.health import WriteHealth
 from eventpipe.processors.kafka_ranges import KafkaRangeReader
@@ -49,7 +49,8 @@ class MicroBatches:
     def _write_blocking(self, records: list[Record]) -> list[pa.Table]:
         """Decode and insert one micro-batch (blocking: runs in a thread so the event loop keeps going)."""
         started = time.perf_counter()
-        rows, rejected = self.writer().write(records)
+        with forgetting.EXCLUSIVE:  # a forget's rollup recompute runs between batches (processors/forgetting.py)
+            rows, rejected = self.writer().write(records)
         metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(rows)
         metrics.EVENTS_WRITTEN.inc(rows)

@@ -97,7 +97,7 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
             continue
         for r_index, request in enumerate(decoded):
             requests.append((len(items), partition, offset, r_index, request.project, request.received_at_ms,
-                             request.ip, request.user_agent, request.body))
+                             request.ip, request.user_agent, request.body, request.overflow))
             items.append((partition, offset, None, r_index, request))
     try:
         out = engine_for(rules).explode(requests)

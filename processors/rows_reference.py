@@ -193,7 +193,7 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
     problem = contract.required_problem(ev) or contract.field_problem(ev)
     if problem is not None:
         raise _Rejected(*problem)
-    flags: list[str] = []
+    flags: list[str] = ["hot_key_overflow"] if request.overflow else []  # spread by ingest/overflow.py
     text = contract.text
     kind = ev["type"]
     name = ev["event"] if kind == "track" else contract.CALL_NAMES[kind]

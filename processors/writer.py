@@ -44,7 +44,7 @@ from prometheus_client import Counter
 
 from eventpipe import _explode
 from eventpipe.processors import rows
-from eventpipe.processors.rows import Rules, explode
+from eventpipe.processors.rows import Exploded, Rules, explode
 
 log = logging.getLogger("eventpipe.processor")
 
@@ -106,8 +106,10 @@ def byte_chunks(records: list[Record], max_bytes: int) -> list[list[Record]]:
 
 
 class EventWriter:
-    def __init__(self, store: Store, topic: str, rules: Rules | None = None, max_batch_bytes: int = 32 << 20):
+    def __init__(self, store: Store, topic: str, rules: Rules | None = None, max_batch_bytes: int = 32 << 20,
+                 suppress: Callable[[Exploded], Exploded] | None = None):
         self.store = store
+        self.suppress = suppress  # forgotten people's events out (processors/forgetting.py), before the insert
         self.topic = topic
         self.rules = rules or Rules(topic=topic)
         # A micro-batch is written in parts of at most this many bundle bytes, each part its own ledger
@@ -182,6 +184,8 @@ class EventWriter:
     def _insert(self, records: list[Record], token: str) -> tuple[int, pa.Table]:
         """One batch (records in partition, offset order) as one insert per table, each with the batch's token."""
         exploded = explode(records, self.rules)
+        if self.suppress is not None:
+            exploded = self.suppress(exploded)
         events = self._drop_seen(exploded.events) if exploded.events.num_rows else exploded.events
         self.store.insert_arrow("events", events, token=token)
         if exploded.rejected.num_rows:

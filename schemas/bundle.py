@@ -21,6 +21,9 @@ class AcceptedRequest(msgspec.Struct, array_like=True, frozen=True):
     ip: str
     user_agent: str
     body: bytes  # the request's JSON body, as sent
+    # a hot key's request spread over partitions (ingest/overflow.py); its events are flagged hot_key_overflow.
+    # Trailing with a default: bundles without it decode as before, and older readers ignore it.
+    overflow: bool = False
 
 
 class Bundle(msgspec.Struct, array_like=True):

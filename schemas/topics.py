@@ -18,13 +18,20 @@ class TopicSpec:
     retention_ms: int
     compression: str = "producer"
     max_message_bytes: int = 1024 * 1024
+    cleanup_policy: str = "delete"
 
     def configs(self) -> dict[str, str]:
-        return {
+        out = {
             "retention.ms": str(self.retention_ms),
             "compression.type": self.compression,
             "max.message.bytes": str(self.max_message_bytes),
         }
+        if self.cleanup_policy != "delete":
+            out["cleanup.policy"] = self.cleanup_policy
+        return out
+
+
+QUOTA_TOPIC = "events.quota"
 
 
 def topic_specs(raw: str = "events.raw", dlq: str = "events.dlq") -> list[TopicSpec]:
@@ -32,4 +39,7 @@ def topic_specs(raw: str = "events.raw", dlq: str = "events.dlq") -> list[TopicS
         # Partitions bound processor parallelism; 12 divides evenly among 1,2,3,4,6,12 processors.
         TopicSpec(raw, partitions=12, retention_ms=7 * DAY_MS),
         TopicSpec(dlq, partitions=3, retention_ms=30 * DAY_MS),
+        # Per-project quota usage, one record per (project, period, collector process) holding its running
+        # counts (ingest/quotas.py): compaction keeps the latest of each, retention drops past periods.
+        TopicSpec(QUOTA_TOPIC, partitions=1, retention_ms=3 * DAY_MS, cleanup_policy="compact,delete"),
     ]

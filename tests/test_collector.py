@@ -76,6 +76,15 @@ def test_gzip_body_is_accepted(stack):
     assert (status, doc) == (200, {"success": True})
 
 
+def _requests(record: bytes) -> list:
+    """The requests of a bundle; none for a record that is not one (test_rejects puts a poison pill on partition 3
+    of the session's topic, and a uuid lands there one time in twelve)."""
+    try:
+        return decode_bundle(record)
+    except Exception:  # noqa: BLE001 - not a bundle: not the one this test looks for
+        return []
+
+
 def test_200_means_the_record_is_in_kafka(stack):
     """The moment the client has its 200, the bundle holding its body is readable on the key's partition."""
     anon = str(uuid.uuid4())
@@ -84,7 +93,7 @@ def test_200_means_the_record_is_in_kafka(stack):
     assert status == 200
     partition = partition_for(anon.encode(), topic_specs()[0].partitions)
     records = run(read_to_end(stack.broker.bootstrap, stack.settings.topic_raw, [partition], last=50))
-    found = [r for rec in records for r in decode_bundle(rec) if r.body == body]
+    found = [r for rec in records for r in _requests(rec) if r.body == body]
     assert len(found) == 1
     assert found[0].project == "acme"
     assert found[0].user_agent == "test-agent/1"

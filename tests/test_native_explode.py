@@ -130,7 +130,8 @@ def plausible_records(draw):
     for offset in range(draw(st.integers(1, 3))):
         requests = [AcceptedRequest(draw(st.sampled_from(["acme", "beta"])), RECEIVED + draw(st.integers(-HOUR, HOUR)),
                                     draw(st.sampled_from(["10.1.2.3", "2001:db8:1:2::7", ""])),
-                                    draw(st.sampled_from(["analytics-python/2.3.2", ""])), draw(body()))
+                                    draw(st.sampled_from(["analytics-python/2.3.2", ""])), draw(body()),
+                                    draw(st.booleans()))  # overflow: a hot key's request, flagged
                     for _ in range(draw(st.integers(1, 3)))]
         out.append((draw(st.integers(0, 11)), offset, encode_bundle(requests)))
     return out

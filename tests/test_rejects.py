@@ -120,7 +120,7 @@ def test_replayed_dead_letters_land_on_the_partition_the_collector_would_choose(
     """Replay sends with an explicit partition from the collector's rule, not the producer's default
     partitioner (murmur2), so a device's events stay on its partition, where messageId dedup looks."""
     tag = uuid.uuid4().hex[:8]
-    raw, dlq = topic_specs(f"replay-raw-{tag}", f"replay-dlq-{tag}")  # own topics: no other test's letters
+    raw, dlq = topic_specs(f"replay-raw-{tag}", f"replay-dlq-{tag}")[:2]  # own topics: no other test's letters
     asyncio.run(ensure_topics(broker.bootstrap, [raw, dlq]))
     events = [{"type": "track", "event": "late", "anonymousId": f"device-{i}", "messageId": f"m-{i}"}
               for i in range(12)]

@@ -52,7 +52,7 @@ def _balanced_brokers(needed: int, replicas_total: int) -> int:
 def size(inputs: Inputs, cap: Capacities, settings: Settings | None = None) -> dict:
     """Replicas, partitions, lag threshold and disks for the given load and capacities."""
     settings = settings or Settings()
-    raw, dlq = topic_specs(settings.topic_raw, settings.topic_dlq)
+    raw, dlq = topic_specs(settings.topic_raw, settings.topic_dlq)[:2]
     collector_pod_rps = cap.collector_rps_per_core * COLLECTOR_CPU
     collector_target_rps = collector_pod_rps * inputs.collector_target
     collector_peak = math.ceil(inputs.peak_rps / collector_target_rps)

@@ -497,7 +497,7 @@ impl Engine {
     }
 
     /// Columns for ``requests`` = [(ordinal, partition, offset, r_index, project, received_at_ms, ip,
-    /// user_agent, body)], and the ordinals of the requests left to the reference.
+    /// user_agent, body, overflow)], and the ordinals of the requests left to the reference.
     fn explode<'py>(&self, py: Python<'py>, requests: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyTuple>> {
         // the bodies and strings are borrowed from the Python objects, which `items` keeps alive (and which
         // are immutable) while the GIL is released
@@ -570,6 +570,7 @@ struct Req<'a> {
     ip: &'a str,
     user_agent: &'a str,
     body: &'a [u8],
+    overflow: bool, // the collector spread this hot key's request over partitions: flagged hot_key_overflow
 }
 
 impl<'a> Req<'a> {
@@ -585,8 +586,8 @@ impl<'a> Req<'a> {
             Ok(unsafe { std::mem::transmute::<&str, &'a str>(s) })
         };
         let get = || -> PyResult<Req<'a>> {
-            if t.len() != 9 {
-                return Err(PyValueError::new_err("a request is 9 fields"));
+            if t.len() != 10 {
+                return Err(PyValueError::new_err("a request is 10 fields"));
             }
             let body = t.get_borrowed_item(8)?;
             let body = body.cast::<PyBytes>()?;
@@ -601,6 +602,7 @@ impl<'a> Req<'a> {
                 ip: text(6)?,
                 user_agent: text(7)?,
                 body: unsafe { std::mem::transmute::<&[u8], &'a [u8]>(body) },
+                overflow: t.get_item(9)?.extract()?,
             })
         };
         get().map_err(|_| ordinal)
@@ -748,6 +750,9 @@ impl Engine {
             }
         }
         let mut flags = Flags { items: Vec::with_capacity(2) };
+        if r.overflow {
+            flags.items.push("hot_key_overflow");
+        }
         let mut generated = false;
         match json::get(ev, "messageId") {
             None | Some(J::Null) => generated = true,
