@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 import load
-from scenarios import (HOST, RESULTS, WRITE_KEYS, _median, collector_metrics, free_port, group_cpu_seconds,
-                       group_rss_mb, start_server, stop, topic_bytes, write_result)
+from collector_bench import collector_metrics, start_server
+from harness import (HOST, RESULTS, WRITE_KEYS, free_port, group_cpu_seconds, group_rss_mb, median_or_none, stop,
+                     topic_bytes, write_result)
 
 
 class SplitCluster:
@@ -159,9 +160,9 @@ def scenario_cluster(args) -> dict:
                   f"{ol['ok_per_sec']}/s; start {r['kafka_start_s']}s, rss {r['kafka_rss_mb']} MB", flush=True)
     keys = ("requests_per_sec", "kafka_ack_ms_mean", "collector_cpu", "kafka_cpu", "broker_write_mb_s_per_core",
             "kafka_start_s", "kafka_rss_mb")
-    med = {k: {**{key: _median(r[key] for r in rs) for key in keys},
-               "p50_ms": _median(r["open_loop"]["p50_ms"] for r in rs),
-               "p99_ms": _median(r["open_loop"]["p99_ms"] for r in rs)} for k, rs in runs.items()}
+    med = {k: {**{key: median_or_none(r[key] for r in rs) for key in keys},
+               "p50_ms": median_or_none(r["open_loop"]["p50_ms"] for r in rs),
+               "p99_ms": median_or_none(r["open_loop"]["p99_ms"] for r in rs)} for k, rs in runs.items()}
     doc = {
         "command": args.command_line,
         "note": ("collector on CPU 0, wrk / the open-loop generator on CPU 1, Kafka JVMs unpinned (heap "

@@ -238,7 +238,7 @@ def per_byte() -> dict:
 
 
 def main() -> int:
-    import scenarios
+    import harness
 
     os.sched_setaffinity(0, {0})
     doc = {"command": "python benchmarks/collector_costs.py", "note": __doc__.split("\n\n")[1].replace("\n", " "),
@@ -247,12 +247,12 @@ def main() -> int:
     print(f"collector costs: per request {doc['per_request_us']}", flush=True)
     doc["per_byte"] = per_byte()
     print(f"collector costs: per byte {doc['per_byte']}", flush=True)
-    broker = scenarios.start_broker("1")
+    broker = harness.start_broker("1")
     try:
         doc["per_record"] = per_record(broker.bootstrap)
     finally:
-        scenarios.stop_broker(broker)
-    path = scenarios.write_result("collector-costs", doc)
+        harness.stop_broker(broker)
+    path = harness.write_result("collector-costs", doc)
     print(f"collector costs: wrote {path}")
     return 0
 

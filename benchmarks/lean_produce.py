@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.structs import TopicPartition
 
-import scenarios
+import harness
 from collector_costs import BODIES
 from eventpipe.compat.aiokafka import install_produce_encoding
 from eventpipe.ingest.records import RecordBatch, compressor, encode_produce_request
@@ -109,7 +109,7 @@ async def run(bootstrap: str, requests: int, codec: str | None, rounds: int) -> 
 def main() -> int:
     os.sched_setaffinity(0, {0})
     install_produce_encoding(encode_produce_request)
-    broker = scenarios.start_broker("1")
+    broker = harness.start_broker("1")
     runs = []
     try:
         for requests in (1, 5, 10):
@@ -117,8 +117,8 @@ def main() -> int:
                 runs.append(uvloop.run(run(broker.bootstrap, requests, codec, 150)))
                 print(f"lean produce: {runs[-1]}", flush=True)
     finally:
-        scenarios.stop_broker(broker)
-    path = scenarios.write_result("lean-produce", {"command": "python benchmarks/lean_produce.py",
+        harness.stop_broker(broker)
+    path = harness.write_result("lean-produce", {"command": "python benchmarks/lean_produce.py",
                                                    "what": __doc__.split("\n\n")[1].replace("\n", " "),
                                                    "runs": runs})
     print(f"lean produce: wrote {path}")

@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load  # noqa: E402
-import scenarios  # noqa: E402
+import collector_bench  # noqa: E402
+import harness  # noqa: E402
 
 # Measured 2026-12-01 on the 2-core project machine (results/collector.json, benchmarks/README.md "Issue 13"):
 # throughput ratio 0.62, CPU-per-request ratio 0.66 in a clean smoke run (bare ~48 us, collector ~75 us per
@@ -43,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="bare/collector CPU seconds per request")
     args = ap.parse_args(argv)
     started = time.monotonic()
-    reqs = load.build_requests(scenarios.HOST, 1024, 10, None, False, scenarios.WRITE_KEYS, 2000)
-    broker = scenarios.start_broker("1")
+    reqs = load.build_requests(harness.HOST, 1024, 10, None, False, harness.WRITE_KEYS, 2000)
+    broker = harness.start_broker("1")
     pairs = []
     try:
         for rnd in range(args.rounds):
             order = ["bare", "collector"] if rnd % 2 == 0 else ["collector", "bare"]
-            got = {n: scenarios.measure_saturation(n, reqs, args.duration, args.connections, broker) for n in order}
+            got = {n: collector_bench.measure_saturation(n, reqs, args.duration, args.connections, broker) for n in order}
             for n in order:
                 r = got[n]
                 print(f"smoke: {n:9s} {r['requests_per_sec']:8.0f} req/s  cpu {r['server_cpu']:.0%}  foreign "
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                   else ""), flush=True)
             pairs.append(got)
     finally:
-        scenarios.stop_broker(broker)
+        harness.stop_broker(broker)
     clean = [p for p in pairs if not (p["bare"]["disturbed"] or p["collector"]["disturbed"])]
     failed = [p for p in pairs if p["collector"]["non_2xx"] or p["collector"]["socket_errors"]]
     ratios = [p["collector"]["requests_per_sec"] / p["bare"]["requests_per_sec"] for p in clean]
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if ratio is not None and ratio < args.min_ratio:
         problems.append(f"throughput ratio {ratio:.2f} < {args.min_ratio:.2f}")
     ok = not problems
-    scenarios.write_result("smoke", {
+    harness.write_result("smoke", {
         "command": "eventpipe bench smoke " + " ".join(sys.argv[1:] if argv is None else argv),
         "collector_vs_bare": round(ratio, 3) if ratio is not None else None,
         "collector_vs_bare_cpu_per_request": round(cpu_ratio, 3),

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import scenarios  # noqa: E402
+import harness  # noqa: E402
 from test_micro import BODIES, _records  # noqa: E402
 
 from eventpipe.settings import Settings  # noqa: E402
@@ -109,7 +109,7 @@ def main() -> int:
            "rounds": {"clickhouse": sql, "python": python},
            "left_out": "rejects and their reasons, the schema registry, sentAt skew correction, generated "
                        "messageIds, IP truncation, flags, platform rules"}
-    path = scenarios.write_result("sql-explode", doc)
+    path = harness.write_result("sql-explode", doc)
     print(f"sql-explode: ClickHouse {doc['clickhouse_explode_us_per_event']} µs/event, Python "
           f"{doc['python_explode_us_per_event']} µs/event ({doc['speedup']}x); wrote {path}")
     store.close()

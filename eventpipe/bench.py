@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cluster.scenario_cluster(args)
         return 0
-    {"collector": scenarios.scenario_collector, "processor": scenarios.scenario_processor,
-     "e2e": scenarios.scenario_e2e, "stack": scenarios.scenario_stack}[args.scenario](args)
+    scenarios.SCENARIOS[args.scenario](args)
     return 0
 
 
