@@ -16,7 +16,10 @@ FROM ${PYTHON_IMAGE} AS build
 # only this stage has it, the runtime stage gets the built extension inside the virtualenv
 COPY --from=rust /usr/local/cargo /usr/local/cargo
 COPY --from=rust /usr/local/rustup /usr/local/rustup
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*  # rustc's linker
+# rustc's linker. Not pinned (DL3008): Debian's archive keeps only the current point release of a
+# package, so a pinned version stops resolving; the base image's tag fixes the release (bookworm).
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
