@@ -32,8 +32,18 @@ from pathlib import Path
 
 import load
 from collector_bench import collector_metrics, start_server
-from harness import (HOST, RESULTS, WRITE_KEYS, free_port, group_cpu_seconds, group_rss_mb, median_or_none, stop,
-                     topic_bytes, write_result)
+from harness import (
+    HOST,
+    RESULTS,
+    WRITE_KEYS,
+    free_port,
+    group_cpu_seconds,
+    group_rss_mb,
+    median_or_none,
+    stop,
+    topic_bytes,
+    write_result,
+)
 
 
 class SplitCluster:
@@ -44,10 +54,21 @@ class SplitCluster:
 
         base = settings.broker_port
         voters = f"4@127.0.0.1:{base + 7}"
-        self.nodes = [KafkaBroker(settings, data / f"node-{i}", node_id=i, port=base + 2 * (i - 1), voters=voters,
-                                  roles="broker", brokers=3) for i in (1, 2, 3)]
-        self.controller = KafkaBroker(settings, data / "controller", node_id=4, port=base + 6, voters=voters,
-                                      roles="controller", brokers=3)
+        self.nodes = [
+            KafkaBroker(
+                settings,
+                data / f"node-{i}",
+                node_id=i,
+                port=base + 2 * (i - 1),
+                voters=voters,
+                roles="broker",
+                brokers=3,
+            )
+            for i in (1, 2, 3)
+        ]
+        self.controller = KafkaBroker(
+            settings, data / "controller", node_id=4, port=base + 6, voters=voters, roles="controller", brokers=3
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -79,8 +100,9 @@ def start_kafka(layout: str, heap: str):
 
     nodes = 1 if layout == "1" else 3
     data = Path(tempfile.mkdtemp(prefix=f"eventpipe-bench-kafka{layout}-"))
-    settings = Settings.from_env({}, data_dir=data, kafka_bootstrap=f"{HOST}:{free_port_block(8)}",
-                                 kafka_nodes=nodes, broker_heap=heap)
+    settings = Settings.from_env(
+        {}, data_dir=data, kafka_bootstrap=f"{HOST}:{free_port_block(8)}", kafka_nodes=nodes, broker_heap=heap
+    )
     started = time.monotonic()
     if layout == "1":
         kafka = KafkaBroker(settings).start()
@@ -123,9 +145,13 @@ def measure(layout: str, reqs: list[bytes], args) -> dict:
     acks = m1["ack_count"] - m0["ack_count"]
     lat = open_loop["latency"]
     return {
-        "layout": layout, "replication_factor": 1 if layout == "1" else 3, "jvms": len(jvms),
-        "kafka_start_s": round(start_s, 1), "kafka_rss_mb": round(rss),
-        "requests_per_sec": sat["requests_per_sec"], "non_2xx": sat["non_2xx"],
+        "layout": layout,
+        "replication_factor": 1 if layout == "1" else 3,
+        "jvms": len(jvms),
+        "kafka_start_s": round(start_s, 1),
+        "kafka_rss_mb": round(rss),
+        "requests_per_sec": sat["requests_per_sec"],
+        "non_2xx": sat["non_2xx"],
         "collector_cpu": round(collector_cpu / wall, 3),
         "kafka_ack_ms_mean": round(1000 * (m1["ack_sum"] - m0["ack_sum"]) / max(1, acks), 2),
         "requests_per_bundle": round((m1["bundle_requests_sum"] - m0["bundle_requests_sum"]) / max(1, acks), 1),
@@ -134,9 +160,16 @@ def measure(layout: str, reqs: list[bytes], args) -> dict:
         "kafka_cpu": round(sum(jvm_cpu) / wall, 3),
         # replicated bytes appended per CPU-second of all Kafka JVMs
         "broker_write_mb_s_per_core": round(sum(written) / 1e6 / max(1e-9, sum(jvm_cpu)), 1),
-        "open_loop": {"offered_rate": args.rate, "ok_per_sec": open_loop["ok_per_sec"], "status": open_loop["status"],
-                      "incomplete": open_loop["incomplete"], "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"],
-                      "p99.9_ms": lat["p99.9_ms"], "max_ms": lat["p100_ms"]},
+        "open_loop": {
+            "offered_rate": args.rate,
+            "ok_per_sec": open_loop["ok_per_sec"],
+            "status": open_loop["status"],
+            "incomplete": open_loop["incomplete"],
+            "p50_ms": lat["p50_ms"],
+            "p99_ms": lat["p99_ms"],
+            "p99.9_ms": lat["p99.9_ms"],
+            "max_ms": lat["p100_ms"],
+        },
     }
 
 
@@ -153,25 +186,46 @@ def scenario_cluster(args) -> dict:
             r = measure(layout, reqs, args)
             runs[layout].append(r)
             ol = r["open_loop"]
-            print(f"bench cluster: {LABELS[layout]}, round {rnd + 1}: {r['requests_per_sec']:7.0f} req/s saturated "
-                  f"(collector cpu {r['collector_cpu']:.0%}, kafka cpu {r['kafka_cpu']:.0%}, ack "
-                  f"{r['kafka_ack_ms_mean']} ms, brokers write {r['broker_write_mb_s']} MB/s); at "
-                  f"{ol['offered_rate']:.0f} req/s: p50 {ol['p50_ms']} ms, p99 {ol['p99_ms']} ms, ok "
-                  f"{ol['ok_per_sec']}/s; start {r['kafka_start_s']}s, rss {r['kafka_rss_mb']} MB", flush=True)
-    keys = ("requests_per_sec", "kafka_ack_ms_mean", "collector_cpu", "kafka_cpu", "broker_write_mb_s_per_core",
-            "kafka_start_s", "kafka_rss_mb")
-    med = {k: {**{key: median_or_none(r[key] for r in rs) for key in keys},
-               "p50_ms": median_or_none(r["open_loop"]["p50_ms"] for r in rs),
-               "p99_ms": median_or_none(r["open_loop"]["p99_ms"] for r in rs)} for k, rs in runs.items()}
+            print(
+                f"bench cluster: {LABELS[layout]}, round {rnd + 1}: {r['requests_per_sec']:7.0f} req/s saturated "
+                f"(collector cpu {r['collector_cpu']:.0%}, kafka cpu {r['kafka_cpu']:.0%}, ack "
+                f"{r['kafka_ack_ms_mean']} ms, brokers write {r['broker_write_mb_s']} MB/s); at "
+                f"{ol['offered_rate']:.0f} req/s: p50 {ol['p50_ms']} ms, p99 {ol['p99_ms']} ms, ok "
+                f"{ol['ok_per_sec']}/s; start {r['kafka_start_s']}s, rss {r['kafka_rss_mb']} MB",
+                flush=True,
+            )
+    keys = (
+        "requests_per_sec",
+        "kafka_ack_ms_mean",
+        "collector_cpu",
+        "kafka_cpu",
+        "broker_write_mb_s_per_core",
+        "kafka_start_s",
+        "kafka_rss_mb",
+    )
+    med = {
+        k: {
+            **{key: median_or_none(r[key] for r in rs) for key in keys},
+            "p50_ms": median_or_none(r["open_loop"]["p50_ms"] for r in rs),
+            "p99_ms": median_or_none(r["open_loop"]["p99_ms"] for r in rs),
+        }
+        for k, rs in runs.items()
+    }
     doc = {
         "command": args.command_line,
-        "note": ("collector on CPU 0, wrk / the open-loop generator on CPU 1, Kafka JVMs unpinned (heap "
-                 f"{args.heap} each); RF 3 with min.insync.replicas 2; acks=all in every layout; layouts "
-                 "alternate within each round; medians"),
+        "note": (
+            "collector on CPU 0, wrk / the open-loop generator on CPU 1, Kafka JVMs unpinned (heap "
+            f"{args.heap} each); RF 3 with min.insync.replicas 2; acks=all in every layout; layouts "
+            "alternate within each round; medians"
+        ),
         "requests": load.request_stats(reqs) | {"events": args.events, "gzip": args.gzip},
         "saturation": {"tool": "wrk", "connections": args.connections, "duration_s": args.duration},
-        "latency": {"tool": "open loop", "offered_rate": args.rate, "duration_s": args.latency_duration,
-                    "connections": args.open_connections},
+        "latency": {
+            "tool": "open loop",
+            "offered_rate": args.rate,
+            "duration_s": args.latency_duration,
+            "connections": args.open_connections,
+        },
         "layouts": {k: LABELS[k] for k in layouts},
         "median": med,
         "runs": runs,
@@ -184,15 +238,21 @@ def scenario_cluster(args) -> dict:
     name = "cluster-layout" if args.layouts else "cluster"
     path = write_result(name, doc)
     plot_cluster(doc, RESULTS / f"{name}.png")
-    print("bench cluster: " + "; ".join(
-        f"{LABELS[k]} {m['requests_per_sec']:.0f} req/s, p50/p99 {m['p50_ms']}/{m['p99_ms']} ms, "
-        f"{m['broker_write_mb_s_per_core']} MB/s per Kafka core" for k, m in med.items())
-        + f"; wrote {path} and {name}.png")
+    print(
+        "bench cluster: "
+        + "; ".join(
+            f"{LABELS[k]} {m['requests_per_sec']:.0f} req/s, p50/p99 {m['p50_ms']}/{m['p99_ms']} ms, "
+            f"{m['broker_write_mb_s_per_core']} MB/s per Kafka core"
+            for k, m in med.items()
+        )
+        + f"; wrote {path} and {name}.png"
+    )
     return doc
 
 
 def plot_cluster(doc: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

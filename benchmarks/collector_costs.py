@@ -66,7 +66,6 @@ class _Proto:
         self.status = status
 
 
-
 async def _per_request(app, pairs, n: int) -> float:
     """Best of 5 rounds of ``n`` requests through an RSGI ``app``: thread CPU µs per request."""
     times = []
@@ -77,6 +76,7 @@ async def _per_request(app, pairs, n: int) -> float:
             await app(scope, proto)
         times.append((time.thread_time() - started) / n)
     return round(min(times) * 1e6, 2)
+
 
 async def _collector():
     """The collector handler with a null sink (a MemorySink that keeps nothing): everything but Kafka."""
@@ -130,11 +130,16 @@ def per_request() -> dict:
     out["body_read_with_deadline"] = uvloop.run(body_read())
     c = uvloop.run(_collector())
     out["key_lookup_uncached"] = best(lambda: c.keys.lookup("wk1"))
-    out["metrics_per_request"] = best(lambda: (metrics.REQUESTS.inc(("/v1/batch", "200")),
-                                               metrics.EVENTS.inc(("accepted",), 10),
-                                               metrics.REQUEST_SECONDS.observe(0.004)))
-    out["accepted_request"] = best(lambda: AcceptedRequest("p1", int(time.time() * 1000), "127.0.0.1",
-                                                           "analytics-swift/1.7.1", body))
+    out["metrics_per_request"] = best(
+        lambda: (
+            metrics.REQUESTS.inc(("/v1/batch", "200")),
+            metrics.EVENTS.inc(("accepted",), 10),
+            metrics.REQUEST_SECONDS.observe(0.004),
+        )
+    )
+    out["accepted_request"] = best(
+        lambda: AcceptedRequest("p1", int(time.time() * 1000), "127.0.0.1", "analytics-swift/1.7.1", body)
+    )
     return out
 
 
@@ -154,8 +159,9 @@ def bundler_per_request(per_record: int = 10) -> float:
     keys = [str(i).encode() for i in range(len(reqs))]
 
     async def run(rounds: int = 2000) -> float:
-        b = Bundler(Instant(), "t", 12, window_ms=0.1, max_bytes=768 * 1024, max_inflight_bytes=1 << 30,
-                    compression=None)
+        b = Bundler(
+            Instant(), "t", 12, window_ms=0.1, max_bytes=768 * 1024, max_inflight_bytes=1 << 30, compression=None
+        )
         clients = 12 * per_record  # each a long-lived task, as granian's requests are: no task per submit here
 
         async def client(i: int) -> None:
@@ -180,11 +186,24 @@ def per_record(bootstrap: str) -> dict:
     from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
     async def run(requests: int, codec: str | None, rounds: int) -> dict:
-        values = [encode_bundle([AcceptedRequest("bench0", 1764000000000, "10.0.0.1", "analytics-swift/1.7.1",
-                                                 BODIES[(i * requests + j) % len(BODIES)]) for j in range(requests)])
-                  for i in range(48)]
-        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
-                             max_request_size=4 << 20)
+        values = [
+            encode_bundle(
+                [
+                    AcceptedRequest(
+                        "bench0",
+                        1764000000000,
+                        "10.0.0.1",
+                        "analytics-swift/1.7.1",
+                        BODIES[(i * requests + j) % len(BODIES)],
+                    )
+                    for j in range(requests)
+                ]
+            )
+            for i in range(48)
+        ]
+        p = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0, max_request_size=4 << 20
+        )
         await p.start()
         comp = compressor(codec)
         k = 0
@@ -195,7 +214,11 @@ def per_record(bootstrap: str) -> dict:
             for partition in range(12):
                 value = values[k % len(values)]
                 k += 1
-                futs.append(await p.send_batch(RecordBatch([value], int(time.time() * 1000), codec, comp), "events.raw", partition=partition))
+                futs.append(
+                    await p.send_batch(
+                        RecordBatch([value], int(time.time() * 1000), codec, comp), "events.raw", partition=partition
+                    )
+                )
             await asyncio.gather(*futs)
 
         for _ in range(20):
@@ -206,10 +229,13 @@ def per_record(bootstrap: str) -> dict:
         r1 = resource.getrusage(resource.RUSAGE_THREAD)
         await p.stop()
         n = rounds * 12
-        return {"requests_per_record": requests, "codec": codec or "none",
-                "record_kb": round(len(values[0]) / 1024, 1),
-                "cpu_us_per_record": round(((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / n * 1e6, 1),
-                "sys_us_per_record": round((r1.ru_stime - r0.ru_stime) / n * 1e6, 1)}
+        return {
+            "requests_per_record": requests,
+            "codec": codec or "none",
+            "record_kb": round(len(values[0]) / 1024, 1),
+            "cpu_us_per_record": round(((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / n * 1e6, 1),
+            "sys_us_per_record": round((r1.ru_stime - r0.ru_stime) / n * 1e6, 1),
+        }
 
     install_produce_encoding(encode_produce_request)
     out = []
@@ -217,8 +243,13 @@ def per_record(bootstrap: str) -> dict:
         for codec in (None, "lz4"):
             out.append(uvloop.run(run(requests, codec, 150)))
             print(f"collector costs: per record {out[-1]}", flush=True)
-    return {"runs": out, "encode_bundle_us_per_request": best(
-        lambda: encode_bundle([AcceptedRequest("p", 1, "ip", "ua", b) for b in BODIES[:10]]), 5000) / 10}
+    return {
+        "runs": out,
+        "encode_bundle_us_per_request": best(
+            lambda: encode_bundle([AcceptedRequest("p", 1, "ip", "ua", b) for b in BODIES[:10]]), 5000
+        )
+        / 10,
+    }
 
 
 def per_byte() -> dict:
@@ -229,20 +260,25 @@ def per_byte() -> dict:
     lz4 = compressor("lz4")
     zstd = compressor("zstd")
     n = len(value)
-    return {"bundle_bytes": n,
-            "lz4_ns_per_byte": round(best(lambda: lz4(value), 500) * 1000 / n, 3),
-            "lz4_ratio": round(n / len(lz4(value)), 2),
-            "zstd1_ns_per_byte": round(best(lambda: zstd(value), 500) * 1000 / n, 3),
-            "zstd1_ratio": round(n / len(zstd(value)), 2),
-            "crc32c_ns_per_byte": round(best(lambda: checksum(b"", [value]), 2000) * 1000 / n, 4)}
+    return {
+        "bundle_bytes": n,
+        "lz4_ns_per_byte": round(best(lambda: lz4(value), 500) * 1000 / n, 3),
+        "lz4_ratio": round(n / len(lz4(value)), 2),
+        "zstd1_ns_per_byte": round(best(lambda: zstd(value), 500) * 1000 / n, 3),
+        "zstd1_ratio": round(n / len(zstd(value)), 2),
+        "crc32c_ns_per_byte": round(best(lambda: checksum(b"", [value]), 2000) * 1000 / n, 4),
+    }
 
 
 def main() -> int:
     import harness
 
     os.sched_setaffinity(0, {0})
-    doc = {"command": "python benchmarks/collector_costs.py", "note": __doc__.split("\n\n")[1].replace("\n", " "),
-           "per_request_us": per_request()}
+    doc = {
+        "command": "python benchmarks/collector_costs.py",
+        "note": __doc__.split("\n\n")[1].replace("\n", " "),
+        "per_request_us": per_request(),
+    }
     doc["per_request_us"]["bundler"] = bundler_per_request()
     print(f"collector costs: per request {doc['per_request_us']}", flush=True)
     doc["per_byte"] = per_byte()

@@ -38,12 +38,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--events", type=int, default=10_000)
     args = parser.parse_args()
-    old_source = subprocess.run(["git", "show", f"{args.rev}:processors/rows.py"], cwd=HERE.parent,
-                                check=True, capture_output=True, text=True).stdout
+    old_source = subprocess.run(
+        ["git", "show", f"{args.rev}:processors/rows.py"], cwd=HERE.parent, check=True, capture_output=True, text=True
+    ).stdout
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(old_source)
-    modules = {args.rev: _load("rows_baseline", Path(f.name)), "working tree": _load("rows_now", HERE.parent /
-                                                                                     "processors" / "rows.py")}
+    modules = {
+        args.rev: _load("rows_baseline", Path(f.name)),
+        "working tree": _load("rows_now", HERE.parent / "processors" / "rows.py"),
+    }
     records = _records(args.events)
     best = {name: float("inf") for name in modules}
     for _ in range(args.rounds):

@@ -85,11 +85,21 @@ def run(events: int, people: int, users: int, chunk: int = 200_000) -> dict:
             uid = i * 2  # even ids have a user id
             report = forget(q, "acme", f"user-{uid}", [f"anon-{uid}"])
             checks = verify(q)
-            left = q("SELECT count() FROM events WHERE user_id = {u:String} OR anonymous_id = {a:String}",
-                     {"u": f"user-{uid}", "a": f"anon-{uid}"})[0][0]
-            out["forgets"].append({"deleted": report.events_deleted, "keys_1m": report.keys_1m,
-                                   "keys_1h": report.keys_1h, "seconds": round(report.seconds, 3),
-                                   "steps": report.steps, "verify_ok": all(c.ok for c in checks), "left": left})
+            left = q(
+                "SELECT count() FROM events WHERE user_id = {u:String} OR anonymous_id = {a:String}",
+                {"u": f"user-{uid}", "a": f"anon-{uid}"},
+            )[0][0]
+            out["forgets"].append(
+                {
+                    "deleted": report.events_deleted,
+                    "keys_1m": report.keys_1m,
+                    "keys_1h": report.keys_1h,
+                    "seconds": round(report.seconds, 3),
+                    "steps": report.steps,
+                    "verify_ok": all(c.ok for c in checks),
+                    "left": left,
+                }
+            )
         store.close()
     return out
 

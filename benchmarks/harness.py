@@ -25,7 +25,6 @@ import urllib.request
 from pathlib import Path
 
 
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -45,8 +44,15 @@ def free_port() -> int:
 
 def spawn(cmd: list[str], cpu: str | None, env: dict, log, cwd: Path = ROOT) -> subprocess.Popen:
     cmd = (["taskset", "-c", cpu] if cpu else []) + cmd
-    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **env},
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -119,8 +125,11 @@ class CpuMeter:
         wall = time.monotonic() - self.t0
         own = (group_cpu_seconds(self.pgid) - self.own0) / wall
         busy = cpu_busy_seconds()
-        out = {"server_cpu": round(own, 3), "server_cpu_seconds": round(own * wall, 3),
-               "cpu_busy": {c: round((busy[c] - self.busy0[c]) / wall, 3) for c in busy}}
+        out = {
+            "server_cpu": round(own, 3),
+            "server_cpu_seconds": round(own * wall, 3),
+            "cpu_busy": {c: round((busy[c] - self.busy0[c]) / wall, 3) for c in busy},
+        }
         if self.core is not None:
             out["foreign_cpu_on_core"] = round(max(0.0, out["cpu_busy"][self.core] - own), 3)
             out["disturbed"] = out["foreign_cpu_on_core"] > MAX_FOREIGN
@@ -136,8 +145,11 @@ def py_spy(out: Path, pid: int, duration: float | None = None, subprocesses: boo
     exe = str(BIN / "py-spy") if (BIN / "py-spy").exists() else "py-spy"
     fmt = ["--format", "raw"] if str(out).endswith(".txt") else []
     mode = ["--native"] if PY_SPY_NATIVE else ["--nonblocking"]
-    return ([exe, "record", *mode, "--rate", "100", *fmt, "--output", str(out), "--pid", str(pid)]
-            + (["--subprocesses"] if subprocesses else []) + (["--duration", str(round(duration))] if duration else []))
+    return (
+        [exe, "record", *mode, "--rate", "100", *fmt, "--output", str(out), "--pid", str(pid)]
+        + (["--subprocesses"] if subprocesses else [])
+        + (["--duration", str(round(duration))] if duration else [])
+    )
 
 
 def profile_summary(raw: Path, top: int = 20) -> dict:
@@ -161,10 +173,16 @@ def profile_summary(raw: Path, top: int = 20) -> dict:
         for f in set(frames):
             incl[f] += n
     pct = lambda c: {f: round(100 * v / total, 1) for f, v in c.most_common(top * 3)}  # noqa: E731
-    inclusive = {f: v for f, v in pct(incl).items() if v < 95.0 and "granian/server" not in f
-                 and "multiprocessing" not in f and "runpy" not in f}
-    return {"samples": total, "self_pct": dict(list(pct(own).items())[:top]),
-            "inclusive_pct": dict(list(inclusive.items())[:top])}
+    inclusive = {
+        f: v
+        for f, v in pct(incl).items()
+        if v < 95.0 and "granian/server" not in f and "multiprocessing" not in f and "runpy" not in f
+    }
+    return {
+        "samples": total,
+        "self_pct": dict(list(pct(own).items())[:top]),
+        "inclusive_pct": dict(list(inclusive.items())[:top]),
+    }
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
@@ -220,20 +238,45 @@ def topic_bytes(broker, topic: str = "events.raw") -> int:
 def machine_info() -> dict:
     from importlib.metadata import version
 
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), None)
-    return {"nproc": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release(),
-            "python": platform.python_version(), "loadavg_at_start": os.getloadavg(),
-            "packages": {p: version(p) for p in ("granian", "aiokafka", "faust-streaming", "chdb",
-                                                  "clickhouse-connect", "orjson", "msgspec", "pyarrow")}}
+    cpu = next(
+        (
+            l.split(":", 1)[1].strip()
+            for l in Path("/proc/cpuinfo").read_text().splitlines()
+            if l.startswith("model name")
+        ),
+        None,
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+        "packages": {
+            p: version(p)
+            for p in (
+                "granian",
+                "aiokafka",
+                "faust-streaming",
+                "chdb",
+                "clickhouse-connect",
+                "orjson",
+                "msgspec",
+                "pyarrow",
+            )
+        },
+    }
 
 
 def write_result(name: str, doc: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    doc = {"scenario": name.split("-")[0],
-           **({"scenario": doc["scenario"]} if "scenario" in doc else {}),
-           "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           **doc, "machine": machine_info()}
+    doc = {
+        "scenario": name.split("-")[0],
+        **({"scenario": doc["scenario"]} if "scenario" in doc else {}),
+        "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **doc,
+        "machine": machine_info(),
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return path
@@ -242,6 +285,7 @@ def write_result(name: str, doc: dict) -> Path:
 def median_or_none(values):
     values = [v for v in values if v is not None]
     return round(statistics.median(values), 3) if values else None
+
 
 def metric_value(text: str, name: str) -> float:
     total = 0.0

@@ -75,9 +75,15 @@ def traffic(host: str) -> tuple[list[bytes], str]:
 def run(label: str, hot_rate: float, rate: float, duration: float, workdir: Path, processors: int = 1) -> dict:
     data = workdir / label
     data.mkdir(parents=True)
-    settings = Settings.from_env({}, data_dir=data, kafka_bootstrap=f"127.0.0.1:{free_port(pair=True)}",
-                                 collector_port=free_port(), processor_web_port=free_port(),
-                                 write_keys=f"{KEY}=bench", hot_key_events_per_s=hot_rate)
+    settings = Settings.from_env(
+        {},
+        data_dir=data,
+        kafka_bootstrap=f"127.0.0.1:{free_port(pair=True)}",
+        collector_port=free_port(),
+        processor_web_port=free_port(),
+        write_keys=f"{KEY}=bench",
+        hot_key_events_per_s=hot_rate,
+    )
     broker = KafkaBroker(settings).start()
     log = open(data / "stack.log", "w")
     stack = LocalStack(settings, out=log, broker=broker)
@@ -123,25 +129,47 @@ def run(label: str, hot_rate: float, rate: float, duration: float, workdir: Path
         stop.set()
         sampler.join()
         home = partition_for(device.encode(), 12)
-        per_partition = union("SELECT kafka_partition, count(), countIf(has(flags, 'hot_key_overflow')), "
-                              "quantile(0.99)(toFloat64(inserted_at - received_at)), "
-                              "max(toFloat64(inserted_at - received_at)) FROM events GROUP BY kafka_partition "
-                              "ORDER BY kafka_partition")
-        series = union("SELECT kafka_partition, toUnixTimestamp(toStartOfSecond(received_at)) AS s, "
-                       "max(toFloat64(inserted_at - received_at)) FROM events GROUP BY kafka_partition, s "
-                       "ORDER BY kafka_partition, s")
+        per_partition = union(
+            "SELECT kafka_partition, count(), countIf(has(flags, 'hot_key_overflow')), "
+            "quantile(0.99)(toFloat64(inserted_at - received_at)), "
+            "max(toFloat64(inserted_at - received_at)) FROM events GROUP BY kafka_partition "
+            "ORDER BY kafka_partition"
+        )
+        series = union(
+            "SELECT kafka_partition, toUnixTimestamp(toStartOfSecond(received_at)) AS s, "
+            "max(toFloat64(inserted_at - received_at)) FROM events GROUP BY kafka_partition, s "
+            "ORDER BY kafka_partition, s"
+        )
         stored = sum(r[1] for r in per_partition)
         per_partition.sort()
         series.sort()
-        return {"label": label, "hot_key_events_per_s": hot_rate, "offered_rps": rate, "duration_s": duration,
-                "processors": processors,
-                "hot_device": device, "hot_home_partition": home,
-                "answered": load["status"], "ok_per_sec": load["ok_per_sec"], "latency": load["latency"],
-                "accepted_events": accepted, "stored_events": stored,
-                "partitions": [{"partition": p, "events": n, "share": round(n / stored, 4), "flagged": f,
-                                "seconds_behind_p99": round(q99, 3), "seconds_behind_max": round(mx, 3)}
-                               for p, n, f, q99, mx in per_partition],
-                "seconds_behind": series, "lag_records": samples}
+        return {
+            "label": label,
+            "hot_key_events_per_s": hot_rate,
+            "offered_rps": rate,
+            "duration_s": duration,
+            "processors": processors,
+            "hot_device": device,
+            "hot_home_partition": home,
+            "answered": load["status"],
+            "ok_per_sec": load["ok_per_sec"],
+            "latency": load["latency"],
+            "accepted_events": accepted,
+            "stored_events": stored,
+            "partitions": [
+                {
+                    "partition": p,
+                    "events": n,
+                    "share": round(n / stored, 4),
+                    "flagged": f,
+                    "seconds_behind_p99": round(q99, 3),
+                    "seconds_behind_max": round(mx, 3),
+                }
+                for p, n, f, q99, mx in per_partition
+            ],
+            "seconds_behind": series,
+            "lag_records": samples,
+        }
     finally:
         stop.set()
         for child in extra:
@@ -153,6 +181,7 @@ def run(label: str, hot_rate: float, rate: float, duration: float, workdir: Path
 
 def plot(doc: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -166,19 +195,32 @@ def plot(doc: dict, path: Path) -> None:
         for p in range(12):
             pts = [(s - t0, v) for q, s, v in r["seconds_behind"] if q == p]
             if pts:
-                ax.plot(*zip(*pts), lw=2.2 if p == home else 0.9, color="tab:red" if p == home else None,
-                        alpha=1 if p == home else 0.6, label=f"partition {p} (hot device's)" if p == home else None)
+                ax.plot(
+                    *zip(*pts),
+                    lw=2.2 if p == home else 0.9,
+                    color="tab:red" if p == home else None,
+                    alpha=1 if p == home else 0.6,
+                    label=f"partition {p} (hot device's)" if p == home else None,
+                )
         ax.set_ylim(0, top * 1.05)
-        ax.set_title(f"{r['label']}: hot-key overflow {'off' if not r['hot_key_events_per_s'] else 'at %g events/s' % r['hot_key_events_per_s']}")
+        ax.set_title(
+            f"{r['label']}: hot-key overflow {'off' if not r['hot_key_events_per_s'] else 'at %g events/s' % r['hot_key_events_per_s']}"
+        )
         ax.set_ylabel("seconds behind (max per second of receipt)")
         ax.set_xlabel("second of the run (receipt)")
         ax.legend(loc="upper left", fontsize=8)
         ax = axes[1][col]
         shares = [next((x["share"] for x in r["partitions"] if x["partition"] == p), 0) * 100 for p in range(12)]
-        flagged = [next((x["flagged"] / max(1, r["stored_events"]) for x in r["partitions"]
-                         if x["partition"] == p), 0) * 100 for p in range(12)]
-        ax.bar(range(12), shares, color=["tab:red" if p == home else "tab:gray" for p in range(12)],
-               label="events stored (% of all)")
+        flagged = [
+            next((x["flagged"] / max(1, r["stored_events"]) for x in r["partitions"] if x["partition"] == p), 0) * 100
+            for p in range(12)
+        ]
+        ax.bar(
+            range(12),
+            shares,
+            color=["tab:red" if p == home else "tab:gray" for p in range(12)],
+            label="events stored (% of all)",
+        )
         ax.bar(range(12), flagged, color="tab:blue", alpha=0.5, label="of which flagged hot_key_overflow")
         ax.set_ylim(0, 60)
         ax.set_xticks(range(12))
@@ -187,10 +229,15 @@ def plot(doc: dict, path: Path) -> None:
         ax.legend(loc="upper left", fontsize=8)
         worst = max(x["seconds_behind_max"] for x in r["partitions"])
         best = min(x["seconds_behind_max"] for x in r["partitions"])
-        ax.set_title(f"max seconds behind per partition: {best:.1f}–{worst:.1f}; {r['ok_per_sec']:g} req/s answered 200",
-                     fontsize=9)
-    fig.suptitle(f"one device sends 50 % of {runs[0]['offered_rps']:g} req/s (10 events each), 12 partitions, "
-                 f"{runs[0]['processors']} processor(s)", fontsize=11)
+        ax.set_title(
+            f"max seconds behind per partition: {best:.1f}–{worst:.1f}; {r['ok_per_sec']:g} req/s answered 200",
+            fontsize=9,
+        )
+    fig.suptitle(
+        f"one device sends 50 % of {runs[0]['offered_rps']:g} req/s (10 events each), 12 partitions, "
+        f"{runs[0]['processors']} processor(s)",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -208,19 +255,26 @@ def main() -> None:
         plot(json.loads((RESULTS / f"{args.name}.json").read_text()), RESULTS / f"{args.name}.png")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [run("off", 0, args.rate, args.duration, Path(tmp), args.processors),
-                run("on", args.hot_rate, args.rate, args.duration, Path(tmp), args.processors)]
-    doc = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv),
-           "runs": runs}
+        runs = [
+            run("off", 0, args.rate, args.duration, Path(tmp), args.processors),
+            run("on", args.hot_rate, args.rate, args.duration, Path(tmp), args.processors),
+        ]
+    doc = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join(sys.argv),
+        "runs": runs,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
     plot(doc, RESULTS / f"{args.name}.png")
     for r in runs:
         worst = max(r["partitions"], key=lambda x: x["seconds_behind_max"])
-        print(f"{r['label']}: {r['stored_events']} events stored of {r['accepted_events']} accepted; "
-              f"largest partition share {max(x['share'] for x in r['partitions']):.0%}; "
-              f"worst partition {worst['partition']} (hot home {r['hot_home_partition']}) "
-              f"max {worst['seconds_behind_max']:.1f}s behind, p99 {worst['seconds_behind_p99']:.1f}s")
+        print(
+            f"{r['label']}: {r['stored_events']} events stored of {r['accepted_events']} accepted; "
+            f"largest partition share {max(x['share'] for x in r['partitions']):.0%}; "
+            f"worst partition {worst['partition']} (hot home {r['hot_home_partition']}) "
+            f"max {worst['seconds_behind_max']:.1f}s behind, p99 {worst['seconds_behind_p99']:.1f}s"
+        )
 
 
 if __name__ == "__main__":

@@ -42,17 +42,24 @@ def _cpu() -> float:
 
 
 async def _producer(bootstrap: str) -> AIOKafkaProducer:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
-                         max_request_size=4 << 20)
+    p = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0, max_request_size=4 << 20
+    )
     await p.start()
     await p.partitions_for(TOPIC)
     return p
 
 
 async def run(bootstrap: str, requests: int, codec: str | None, rounds: int) -> dict:
-    values = [encode_bundle([AcceptedRequest("bench0", 1764000000000, "10.0.0.1", "ua",
-                                             BODIES[(i * requests + j) % len(BODIES)]) for j in range(requests)])
-              for i in range(48)]
+    values = [
+        encode_bundle(
+            [
+                AcceptedRequest("bench0", 1764000000000, "10.0.0.1", "ua", BODIES[(i * requests + j) % len(BODIES)])
+                for j in range(requests)
+            ]
+        )
+        for i in range(48)
+    ]
     comp = compressor(codec)
     counter = iter(range(1 << 60))
 
@@ -101,9 +108,14 @@ async def run(bootstrap: str, requests: int, codec: str | None, rounds: int) -> 
         await aio.stop()
         await lean.stop()
     medians = {name: statistics.median(v) for name, v in cpu_us.items()}
-    return {"requests_per_record": requests, "codec": codec or "none", "cpu_us_per_record": cpu_us,
-            "median_us": medians, "saving_us_per_record": round(medians["aiokafka"] - medians["lean"], 1),
-            "saving_us_per_request": round((medians["aiokafka"] - medians["lean"]) / requests, 1)}
+    return {
+        "requests_per_record": requests,
+        "codec": codec or "none",
+        "cpu_us_per_record": cpu_us,
+        "median_us": medians,
+        "saving_us_per_record": round(medians["aiokafka"] - medians["lean"], 1),
+        "saving_us_per_request": round((medians["aiokafka"] - medians["lean"]) / requests, 1),
+    }
 
 
 def main() -> int:
@@ -118,9 +130,14 @@ def main() -> int:
                 print(f"lean produce: {runs[-1]}", flush=True)
     finally:
         harness.stop_broker(broker)
-    path = harness.write_result("lean-produce", {"command": "python benchmarks/lean_produce.py",
-                                                   "what": __doc__.split("\n\n")[1].replace("\n", " "),
-                                                   "runs": runs})
+    path = harness.write_result(
+        "lean-produce",
+        {
+            "command": "python benchmarks/lean_produce.py",
+            "what": __doc__.split("\n\n")[1].replace("\n", " "),
+            "runs": runs,
+        },
+    )
     print(f"lean produce: wrote {path}")
     return 0
 

@@ -88,8 +88,10 @@ class Histogram:
         return {f"p{str(q).replace('.0', '')}_ms": self.percentile(q) for q in (50.0, 90.0, 99.0, 99.9, 100.0)}
 
     def to_json(self) -> dict:
-        return {"unit": "log bucket b = [exp(b/100), exp((b+1)/100)) microseconds",
-                "counts": {str(k): v for k, v in sorted(self.counts.items())}}
+        return {
+            "unit": "log bucket b = [exp(b/100), exp((b+1)/100)) microseconds",
+            "counts": {str(k): v for k, v in sorted(self.counts.items())},
+        }
 
     @classmethod
     def from_json(cls, doc: dict) -> "Histogram":
@@ -97,9 +99,17 @@ class Histogram:
 
 
 # --- traffic -----------------------------------------------------------------------------
-def build_requests(host: str, n: int = 4096, events: int = 10, events_max: int | None = None,
-                   use_gzip: bool = False, write_keys: tuple[str, ...] = ("wk_bench_1",), devices: int = 10_000,
-                   seed: int = 1, path: str = "/v1/batch") -> list[bytes]:
+def build_requests(
+    host: str,
+    n: int = 4096,
+    events: int = 10,
+    events_max: int | None = None,
+    use_gzip: bool = False,
+    write_keys: tuple[str, ...] = ("wk_bench_1",),
+    devices: int = 10_000,
+    seed: int = 1,
+    path: str = "/v1/batch",
+) -> list[bytes]:
     """``n`` distinct raw HTTP/1.1 requests: Segment batches of ``events`` (..``events_max``) events each."""
     rng = random.Random(seed)
     fleet = [Device.new(rng) for _ in range(devices)]
@@ -112,9 +122,11 @@ def build_requests(host: str, n: int = 4096, events: int = 10, events_max: int |
         if use_gzip:
             body = gzip.compress(body, 6)
             extra = "Content-Encoding: gzip\r\n"
-        head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auths[i % len(auths)]}\r\n"
-                f"Content-Type: application/json\r\nUser-Agent: analytics-swift/1.7.1 eventpipe-bench\r\n"
-                f"{extra}Content-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auths[i % len(auths)]}\r\n"
+            f"Content-Type: application/json\r\nUser-Agent: analytics-swift/1.7.1 eventpipe-bench\r\n"
+            f"{extra}Content-Length: {len(body)}\r\n\r\n"
+        )
         out.append(head.encode() + body)
     return out
 
@@ -139,14 +151,18 @@ def stamp(request: bytes, offsets: list[int], salt: int) -> bytes:
     buf = bytearray(request)
     tag = b"%08x" % (salt & 0xFFFFFFFF)
     for at in offsets:
-        buf[at:at + 8] = tag
+        buf[at : at + 8] = tag
     return bytes(buf)
 
 
 def request_stats(requests: list[bytes]) -> dict:
     bodies = [len(r) - r.index(b"\r\n\r\n") - 4 for r in requests]
-    return {"distinct_requests": len(requests), "body_bytes_mean": round(sum(bodies) / len(bodies), 1),
-            "body_bytes_min": min(bodies), "body_bytes_max": max(bodies)}
+    return {
+        "distinct_requests": len(requests),
+        "body_bytes_mean": round(sum(bodies) / len(bodies), 1),
+        "body_bytes_min": min(bodies),
+        "body_bytes_max": max(bodies),
+    }
 
 
 # --- open-loop client --------------------------------------------------------------------
@@ -185,8 +201,18 @@ class _Conn(asyncio.Protocol):
 
 
 class _OpenLoop:
-    def __init__(self, host: str, port: int, rate: float, duration: float, requests: list[bytes],
-                 connections: int, drain: float, offset: int, nonce: int = 0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        rate: float,
+        duration: float,
+        requests: list[bytes],
+        connections: int,
+        drain: float,
+        offset: int,
+        nonce: int = 0,
+    ):
         self.host, self.port = host, port
         self.rate, self.duration, self.drain = rate, duration, drain
         self.requests, self.next_req = requests, offset % len(requests)
@@ -236,8 +262,9 @@ class _OpenLoop:
 
     async def run(self, start_at: float) -> dict:
         self.loop = loop = asyncio.get_running_loop()
-        conns = await asyncio.gather(*(loop.create_connection(lambda: _Conn(self), self.host, self.port)
-                                       for _ in range(self.connections)))
+        conns = await asyncio.gather(
+            *(loop.create_connection(lambda: _Conn(self), self.host, self.port) for _ in range(self.connections))
+        )
         self.idle = [proto for _, proto in conns]
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu0 = os.times()
@@ -267,10 +294,14 @@ class _OpenLoop:
             if proto.transport:
                 proto.transport.close()
         return {
-            "scheduled": self.scheduled, "sent": self.sent, "incomplete": outstanding,
-            "max_backlog": self.max_backlog, "lost_connections": self.lost_conns,
+            "scheduled": self.scheduled,
+            "sent": self.sent,
+            "incomplete": outstanding,
+            "max_backlog": self.max_backlog,
+            "lost_connections": self.lost_conns,
             "client_cpu_seconds": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 3),
-            "hist": self.hist.to_json(), "status": dict(self.status),
+            "hist": self.hist.to_json(),
+            "status": dict(self.status),
             "per_sec": {s: h.to_json() for s, h in self.per_sec.items()},
             "status_per_sec": {s: dict(c) for s, c in self.status_per_sec.items()},
         }
@@ -289,8 +320,15 @@ def _worker(args: tuple, out) -> None:
         out.close()
 
 
-def open_loop(url: str, rate: float, duration: float, requests: list[bytes], connections: int = 256,
-              procs: int = 1, drain: float = 5.0) -> dict:
+def open_loop(
+    url: str,
+    rate: float,
+    duration: float,
+    requests: list[bytes],
+    connections: int = 256,
+    procs: int = 1,
+    drain: float = 5.0,
+) -> dict:
     """Offer ``rate`` requests/s for ``duration`` s; latency from each request's intended start."""
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or 80
@@ -300,8 +338,24 @@ def open_loop(url: str, rate: float, duration: float, requests: list[bytes], con
     nonce = random.getrandbits(32)
     for i in range(procs):
         recv, send = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_worker, args=((host, port, rate / procs, duration, requests,
-                                               max(1, connections // procs), drain, i * 997, start_at, nonce), send))
+        p = ctx.Process(
+            target=_worker,
+            args=(
+                (
+                    host,
+                    port,
+                    rate / procs,
+                    duration,
+                    requests,
+                    max(1, connections // procs),
+                    drain,
+                    i * 997,
+                    start_at,
+                    nonce,
+                ),
+                send,
+            ),
+        )
         p.start()
         send.close()
         workers.append((p, recv))
@@ -335,17 +389,34 @@ def merge(parts: list[dict], rate: float, duration: float, connections: int, pro
     timeline = []
     for s in sorted(per_sec):
         h = per_sec[s]
-        timeline.append({"t": s, "responses": h.count, "ok": status_per_sec[s].get(200, 0),
-                         "p50_ms": h.percentile(50), "p99_ms": h.percentile(99), "max_ms": h.percentile(100)})
+        timeline.append(
+            {
+                "t": s,
+                "responses": h.count,
+                "ok": status_per_sec[s].get(200, 0),
+                "p50_ms": h.percentile(50),
+                "p99_ms": h.percentile(99),
+                "max_ms": h.percentile(100),
+            }
+        )
     return {
-        "offered_rate": rate, "duration_s": duration, "connections": connections, "procs": procs,
-        "scheduled": total("scheduled"), "sent": total("sent"), "responses": hist.count,
-        "ok": status.get(200, 0), "status": {str(k): v for k, v in sorted(status.items())},
-        "incomplete": total("incomplete"), "max_backlog": max(p["max_backlog"] for p in parts),
+        "offered_rate": rate,
+        "duration_s": duration,
+        "connections": connections,
+        "procs": procs,
+        "scheduled": total("scheduled"),
+        "sent": total("sent"),
+        "responses": hist.count,
+        "ok": status.get(200, 0),
+        "status": {str(k): v for k, v in sorted(status.items())},
+        "incomplete": total("incomplete"),
+        "max_backlog": max(p["max_backlog"] for p in parts),
         "lost_connections": total("lost_connections"),
         "ok_per_sec": round(ok_in_window / duration, 1),
-        "latency": hist.summary(), "client_cpu_seconds": round(total("client_cpu_seconds"), 2),
-        "timeline": timeline, "histogram": hist.to_json(),
+        "latency": hist.summary(),
+        "client_cpu_seconds": round(total("client_cpu_seconds"), 2),
+        "timeline": timeline,
+        "histogram": hist.to_json(),
     }
 
 
@@ -373,31 +444,45 @@ def _to_ms(text: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
-def wrk_saturate(url: str, duration: int, connections: int, requests: list[bytes], cpu: str | None = "1",
-                 threads: int = 1) -> dict:
+def wrk_saturate(
+    url: str, duration: int, connections: int, requests: list[bytes], cpu: str | None = "1", threads: int = 1
+) -> dict:
     """Closed-loop saturation throughput with wrk (its latencies suffer coordinated omission: use
     ``open_loop`` for latency). Same request pool as the open-loop generator."""
     with tempfile.TemporaryDirectory(prefix="eventpipe-wrk-") as tmp:
         (Path(tmp) / "reqs.bin").write_bytes(b"".join(b"%d\n%s" % (len(r), r) for r in requests))
         (Path(tmp) / "pool.lua").write_text(_WRK_LUA)
         cmd = (["taskset", "-c", cpu] if cpu else []) + [
-            "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", "pool.lua",
-            url.rstrip("/") + "/v1/batch", "--", "reqs.bin"]
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "-s",
+            "pool.lua",
+            url.rstrip("/") + "/v1/batch",
+            "--",
+            "reqs.bin",
+        ]
         out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
     pct = {p: _to_ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {"requests_per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "p50_ms": pct.get("50"), "p99_ms": pct.get("99"),
-            "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-            "socket_errors": errors.group(1) if errors else None,
-            "command": " ".join(cmd[:-2] + ["<pool>", "<requests>"])}
+    return {
+        "requests_per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50_ms": pct.get("50"),
+        "p99_ms": pct.get("99"),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(1) if errors else None,
+        "command": " ".join(cmd[:-2] + ["<pool>", "<requests>"]),
+    }
 
 
 # --- plot ----------------------------------------------------------------------------------
 def plot_timeline(result: dict, path: Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -437,17 +522,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--png", type=Path)
     args = ap.parse_args(argv)
     host = urlsplit(args.url).netloc
-    reqs = build_requests(host, args.pool, args.events, args.events_max, args.gzip,
-                          tuple(args.write_keys.split(",")), args.devices)
+    reqs = build_requests(
+        host, args.pool, args.events, args.events_max, args.gzip, tuple(args.write_keys.split(",")), args.devices
+    )
     result = open_loop(args.url, args.rate, args.duration, reqs, args.connections, args.procs, args.drain)
-    result["requests"] = request_stats(reqs) | {"events": args.events, "events_max": args.events_max,
-                                                "gzip": args.gzip}
+    result["requests"] = request_stats(reqs) | {"events": args.events, "events_max": args.events_max, "gzip": args.gzip}
     result["command"] = " ".join(["eventpipe bench load"] + (sys.argv[1:] if argv is None else argv))
     lat = result["latency"]
-    print(f"offered {args.rate:.0f}/s for {args.duration:.0f}s: {result['ok_per_sec']:.0f} ok/s, "
-          f"status {result['status']}, incomplete {result['incomplete']}, "
-          f"p50 {lat['p50_ms']} ms p99 {lat['p99_ms']} ms p99.9 {lat['p99.9_ms']} ms max {lat['p100_ms']} ms, "
-          f"client cpu {result['client_cpu_seconds']} s")
+    print(
+        f"offered {args.rate:.0f}/s for {args.duration:.0f}s: {result['ok_per_sec']:.0f} ok/s, "
+        f"status {result['status']}, incomplete {result['incomplete']}, "
+        f"p50 {lat['p50_ms']} ms p99 {lat['p99_ms']} ms p99.9 {lat['p99.9_ms']} ms max {lat['p100_ms']} ms, "
+        f"client cpu {result['client_cpu_seconds']} s"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     if args.png:

@@ -23,25 +23,56 @@ from pathlib import Path
 
 import load
 from harness import (
-    CpuMeter, HOST, RESULTS, ROOT, WRITE_KEYS, free_port, group_cpu_seconds, group_rss_mb, http_get,
-    median_or_none, metric_value, profile_summary, py_spy, spawn, start_broker, stop, stop_broker,
-    topic_bytes, wait_ready, write_result,
+    CpuMeter,
+    HOST,
+    RESULTS,
+    ROOT,
+    WRITE_KEYS,
+    free_port,
+    group_cpu_seconds,
+    group_rss_mb,
+    http_get,
+    median_or_none,
+    metric_value,
+    profile_summary,
+    py_spy,
+    spawn,
+    start_broker,
+    stop,
+    stop_broker,
+    topic_bytes,
+    wait_ready,
+    write_result,
 )
 
 
-async def prefill(bootstrap: str, topic: str, reqs: list[bytes], events: int, requests_per_bundle: int,
-                  partitions: int = 12, compression: str | None = None, keep: list | None = None) -> dict:
+async def prefill(
+    bootstrap: str,
+    topic: str,
+    reqs: list[bytes],
+    events: int,
+    requests_per_bundle: int,
+    partitions: int = 12,
+    compression: str | None = None,
+    keep: list | None = None,
+) -> dict:
     """Produce bundles shaped like the collector's (``requests_per_bundle`` requests each) until ``events``."""
     from aiokafka import AIOKafkaProducer
 
     from eventpipe.ingest.partitioning import partition_for
     from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle
 
-    bodies = [r[r.index(b"\r\n\r\n") + 4:] for r in reqs]
+    bodies = [r[r.index(b"\r\n\r\n") + 4 :] for r in reqs]
     per_request = [len(load_batch(b)) for b in bodies]
     offsets = [load.message_id_offsets(b) for b in bodies]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-                                max_request_size=2 * 1024 * 1024, compression_type=compression)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_request_size=2 * 1024 * 1024,
+        compression_type=compression,
+    )
     await producer.start()
     made = records = nbytes = i = 0
     futures, values = [], []
@@ -59,7 +90,9 @@ async def prefill(bootstrap: str, topic: str, reqs: list[bytes], events: int, re
             value = encode_bundle(group)
             values.append(value)
             nbytes += len(value)
-            futures.append(await producer.send(topic, value, partition=partition_for(str(records).encode(), partitions)))
+            futures.append(
+                await producer.send(topic, value, partition=partition_for(str(records).encode(), partitions))
+            )
             records += 1
             if len(futures) >= 2000:
                 await asyncio.gather(*futures)
@@ -78,7 +111,6 @@ def load_batch(body: bytes) -> list:
     return orjson.loads(body)["batch"]
 
 
-
 def query(port: int, sql: str) -> list:
     status, body = http_get(f"http://{HOST}:{port}/query?sql=" + urllib.parse.quote(sql), 30)
     doc = json.loads(body)
@@ -88,8 +120,13 @@ def query(port: int, sql: str) -> list:
 
 
 def start_processor(broker, data: Path, web_port: int, log, cpu: str | None, extra_env: dict | None = None):
-    env = {"EVENTPIPE_KAFKA_BOOTSTRAP": broker.bootstrap, "EVENTPIPE_DATA_DIR": str(data),
-           "EVENTPIPE_PROCESSOR_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    env = {
+        "EVENTPIPE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "EVENTPIPE_DATA_DIR": str(data),
+        "EVENTPIPE_PROCESSOR_WEB_PORT": str(web_port),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
     proc = spawn([sys.executable, "-m", "eventpipe.cli", "processor"], cpu, env, log)
     wait_ready(f"http://{HOST}:{web_port}/query?sql=SELECT%201", proc, 120, log)
     return proc
@@ -101,16 +138,20 @@ def clickhouse_bytes(data: Path) -> dict:
     from eventpipe.store import Store
 
     store = Store(Settings.from_env({}, data_dir=data))
-    sql = ("SELECT sum(bytes_on_disk), sum(rows), count() FROM system.parts "
-           "WHERE active AND database = currentDatabase() AND table = '{}'")
+    sql = (
+        "SELECT sum(bytes_on_disk), sum(rows), count() FROM system.parts "
+        "WHERE active AND database = currentDatabase() AND table = '{}'"
+    )
     before = store.query(sql.format("events")).rows[0]
     store.client.command("OPTIMIZE TABLE events FINAL")
     after = store.query(sql.format("events")).rows[0]
     rollups = {t: store.query(sql.format(t)).rows[0][0] for t in ("events_1m", "events_1h")}
     store.close()
-    return {"as_inserted": {"bytes": int(before[0]), "rows": int(before[1]), "parts": int(before[2])},
-            "after_optimize": {"bytes": int(after[0]), "rows": int(after[1]), "parts": int(after[2])},
-            "rollup_bytes": {k: int(v or 0) for k, v in rollups.items()}}
+    return {
+        "as_inserted": {"bytes": int(before[0]), "rows": int(before[1]), "parts": int(before[2])},
+        "after_optimize": {"bytes": int(after[0]), "rows": int(after[1]), "parts": int(after[2])},
+        "rollup_bytes": {k: int(v or 0) for k, v in rollups.items()},
+    }
 
 
 def measure_ceiling(bundles: list[bytes], batch_rows: int, cpu: str | None) -> dict:
@@ -121,8 +162,14 @@ def measure_ceiling(bundles: list[bytes], batch_rows: int, cpu: str | None) -> d
 
         f.write(msgspec.msgpack.encode(bundles))
         f.flush()
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "processor_costs.py"), "--ceiling", f.name,
-               "--batch-rows", str(batch_rows)]
+        cmd = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "processor_costs.py"),
+            "--ceiling",
+            f.name,
+            "--batch-rows",
+            str(batch_rows),
+        ]
         if cpu is not None:
             cmd = ["taskset", "-c", cpu, *cmd]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
@@ -142,14 +189,24 @@ def scenario_processor(args) -> dict:
                 stop_broker(broker)
                 broker = start_broker("1")
             bundles: list[bytes] = []
-            filled = asyncio.run(prefill(broker.bootstrap, topic, reqs, args.total_events, args.requests_per_bundle,
-                                         compression=args.compression, keep=bundles))
+            filled = asyncio.run(
+                prefill(
+                    broker.bootstrap,
+                    topic,
+                    reqs,
+                    args.total_events,
+                    args.requests_per_bundle,
+                    compression=args.compression,
+                    keep=bundles,
+                )
+            )
             kafka_bytes = topic_bytes(broker, topic)
             data = Path(tempfile.mkdtemp(prefix="eventpipe-bench-proc-"))
             port = free_port()
             with tempfile.TemporaryFile() as log:
-                proc = start_processor(broker, data, port, log, "0",
-                                       {"EVENTPIPE_PROCESSOR_BATCH_RECORDS": str(args.batch_records)})
+                proc = start_processor(
+                    broker, data, port, log, "0", {"EVENTPIPE_PROCESSOR_BATCH_RECORDS": str(args.batch_records)}
+                )
                 # what a process costs before its first row (imports, migrations, faust's start, the group
                 # join): an outside view that counts it makes a small micro-batch look dear
                 startup_cpu = group_cpu_seconds(proc.pid)
@@ -158,15 +215,22 @@ def scenario_processor(args) -> dict:
                     series, t_first, meter, stalled = [], None, None, False
                     deadline = time.monotonic() + args.timeout
                     while time.monotonic() < deadline:
-                        written = metric_value(http_get(f"http://{HOST}:{port}/metrics")[1].decode(),
-                                          "eventpipe_processor_events_written_total")
+                        written = metric_value(
+                            http_get(f"http://{HOST}:{port}/metrics")[1].decode(),
+                            "eventpipe_processor_events_written_total",
+                        )
                         now = time.monotonic()
                         if written > 0 and t_first is None:
                             t_first, w_first, meter = now, written, CpuMeter(proc.pid)
                             if args.profile:
-                                spy = [subprocess.Popen(py_spy(RESULTS / f"profile-processor.{ext}", proc.pid),
-                                                        stdout=subprocess.DEVNULL, stderr=log)
-                                       for ext in ("svg", "txt")]
+                                spy = [
+                                    subprocess.Popen(
+                                        py_spy(RESULTS / f"profile-processor.{ext}", proc.pid),
+                                        stdout=subprocess.DEVNULL,
+                                        stderr=log,
+                                    )
+                                    for ext in ("svg", "txt")
+                                ]
                         series.append((now, written))
                         if written >= filled["events"]:
                             break
@@ -177,26 +241,34 @@ def scenario_processor(args) -> dict:
                     if t_first is None:  # not one row written before the timeout: say why
                         log.seek(0)
                         tail = log.read().decode(errors="replace").splitlines()[-40:]
-                        raise RuntimeError("bench processor: no row written in time; processor log:\n" + "\n".join(tail))
+                        raise RuntimeError(
+                            "bench processor: no row written in time; processor log:\n" + "\n".join(tail)
+                        )
                     cpu = meter.read() if meter else {}
                     rss = group_rss_mb(proc.pid)
                     text = http_get(f"http://{HOST}:{port}/metrics")[1].decode()
                     batches = metric_value(text, "eventpipe_processor_batch_rows_count")
-                    diag = {"micro_batches": batches,
-                            "rows_per_micro_batch": round(metric_value(text, "eventpipe_processor_batch_rows_sum")
-                                                          / max(1, batches), 1),
-                            "write_seconds_per_micro_batch": round(
-                                metric_value(text, "eventpipe_processor_insert_seconds_sum") / max(1, batches), 4)}
+                    diag = {
+                        "micro_batches": batches,
+                        "rows_per_micro_batch": round(
+                            metric_value(text, "eventpipe_processor_batch_rows_sum") / max(1, batches), 1
+                        ),
+                        "write_seconds_per_micro_batch": round(
+                            metric_value(text, "eventpipe_processor_insert_seconds_sum") / max(1, batches), 4
+                        ),
+                    }
                     if spy is not None:
                         for p in spy:
                             p.send_signal(signal.SIGINT)
                         for p in spy:
                             p.wait(timeout=60)
                         svg = RESULTS / "profile-processor.svg"
-                        diag["profile"] = {"svg": str(svg.relative_to(ROOT)),
-                                           **profile_summary(svg.with_suffix(".txt")),
-                                           "command": " ".join(py_spy(svg.relative_to(ROOT), "<processor pid>"))
-                                           + "  (from first written row to the last; SIGINT ends it)"}
+                        diag["profile"] = {
+                            "svg": str(svg.relative_to(ROOT)),
+                            **profile_summary(svg.with_suffix(".txt")),
+                            "command": " ".join(py_spy(svg.relative_to(ROOT), "<processor pid>"))
+                            + "  (from first written row to the last; SIGINT ends it)",
+                        }
                     rows = query(port, "SELECT count() FROM events")[0][0]
                 finally:
                     stop(proc)
@@ -211,36 +283,56 @@ def scenario_processor(args) -> dict:
             ceiling = measure_ceiling(bundles, max(1, int(diag["rows_per_micro_batch"])), "0")
             ch = clickhouse_bytes(data)
             shutil.rmtree(data, ignore_errors=True)
-            r = {"prefill": filled, "events_in_table": rows, "complete": rows == filled["events"], "stalled": stalled,
-                 "events_per_sec": round(eps, 1) if eps else None, "drain_seconds": round(t_end - t_first, 2),
-                 "events_per_cpu_second": round(per_cpu_s, 1) if per_cpu_s else None,
-                 "ceiling": ceiling, "startup_cpu_seconds": round(startup_cpu, 2),
-                 "ratio_to_ceiling": round(per_cpu_s / ceiling["insert_events_per_cpu_second"], 3)
-                 if per_cpu_s else None,
-                 "kafka_log_bytes": kafka_bytes, "kafka_bytes_per_event": round(kafka_bytes / filled["events"], 1),
-                 "clickhouse": ch,
-                 "clickhouse_bytes_per_event": round(ch["after_optimize"]["bytes"] / max(1, ch["after_optimize"]["rows"]), 1),
-                 "clickhouse_bytes_per_event_as_inserted": round(ch["as_inserted"]["bytes"] / max(1, ch["as_inserted"]["rows"]), 1),
-                 "processor_rss_peak_mb": rss, **cpu, **diag,
-                 "series": [(round(t - series[0][0], 2), w) for t, w in series]}
+            r = {
+                "prefill": filled,
+                "events_in_table": rows,
+                "complete": rows == filled["events"],
+                "stalled": stalled,
+                "events_per_sec": round(eps, 1) if eps else None,
+                "drain_seconds": round(t_end - t_first, 2),
+                "events_per_cpu_second": round(per_cpu_s, 1) if per_cpu_s else None,
+                "ceiling": ceiling,
+                "startup_cpu_seconds": round(startup_cpu, 2),
+                "ratio_to_ceiling": round(per_cpu_s / ceiling["insert_events_per_cpu_second"], 3)
+                if per_cpu_s
+                else None,
+                "kafka_log_bytes": kafka_bytes,
+                "kafka_bytes_per_event": round(kafka_bytes / filled["events"], 1),
+                "clickhouse": ch,
+                "clickhouse_bytes_per_event": round(
+                    ch["after_optimize"]["bytes"] / max(1, ch["after_optimize"]["rows"]), 1
+                ),
+                "clickhouse_bytes_per_event_as_inserted": round(
+                    ch["as_inserted"]["bytes"] / max(1, ch["as_inserted"]["rows"]), 1
+                ),
+                "processor_rss_peak_mb": rss,
+                **cpu,
+                **diag,
+                "series": [(round(t - series[0][0], 2), w) for t, w in series],
+            }
             runs.append(r)
-            print(f"bench processor: round {rep + 1}: {r['events_per_cpu_second']:.0f} events per CPU-second "
-                  f"(ceiling, pre-built rows inserted: {ceiling['insert_events_per_cpu_second']:.0f}; ratio "
-                  f"{r['ratio_to_ceiling']:.2f}); {r['events_per_sec']:.0f} events/s on CPU 0 "
-                  f"(cpu {cpu.get('server_cpu', 0):.0%}, foreign {cpu.get('foreign_cpu_on_core', 0):.0%})"
-                  f"{'  DISTURBED' if cpu.get('disturbed') else ''}; {rows}/{filled['events']} rows; "
-                  f"{diag['rows_per_micro_batch']} rows/{diag['write_seconds_per_micro_batch']} s per micro-batch; "
-                  f"kafka {r['kafka_bytes_per_event']} B/event, clickhouse {r['clickhouse_bytes_per_event']} B/event",
-                  flush=True)
+            print(
+                f"bench processor: round {rep + 1}: {r['events_per_cpu_second']:.0f} events per CPU-second "
+                f"(ceiling, pre-built rows inserted: {ceiling['insert_events_per_cpu_second']:.0f}; ratio "
+                f"{r['ratio_to_ceiling']:.2f}); {r['events_per_sec']:.0f} events/s on CPU 0 "
+                f"(cpu {cpu.get('server_cpu', 0):.0%}, foreign {cpu.get('foreign_cpu_on_core', 0):.0%})"
+                f"{'  DISTURBED' if cpu.get('disturbed') else ''}; {rows}/{filled['events']} rows; "
+                f"{diag['rows_per_micro_batch']} rows/{diag['write_seconds_per_micro_batch']} s per micro-batch; "
+                f"kafka {r['kafka_bytes_per_event']} B/event, clickhouse {r['clickhouse_bytes_per_event']} B/event",
+                flush=True,
+            )
     finally:
         stop_broker(broker)
     clean = [r for r in runs if not r.get("disturbed")] or runs
     doc = {
         "command": args.command_line,
-        "note": ("processor (all threads, chDB included) pinned to CPU 0, broker on CPU 1; events/s measured "
-                 "from the first written row to the last, over a pre-filled topic; bytes/event: Kafka log "
-                 "segments (one replica) and system.parts of `events` after OPTIMIZE FINAL"),
-        "requests_per_bundle": args.requests_per_bundle, "events_per_request": args.events,
+        "note": (
+            "processor (all threads, chDB included) pinned to CPU 0, broker on CPU 1; events/s measured "
+            "from the first written row to the last, over a pre-filled topic; bytes/event: Kafka log "
+            "segments (one replica) and system.parts of `events` after OPTIMIZE FINAL"
+        ),
+        "requests_per_bundle": args.requests_per_bundle,
+        "events_per_request": args.events,
         "record_compression": args.compression,
         "batch_records": args.batch_records,
         "processor_events_per_sec_per_core": median_or_none(r["events_per_sec"] for r in clean),
@@ -254,9 +346,14 @@ def scenario_processor(args) -> dict:
         "runs": runs,
     }
     if args.profile:  # py-spy slows the process it samples: keep this run's numbers out of `eventpipe plan`
-        for key in ("processor_events_per_sec_per_core", "events_per_sec", "kafka_bytes_per_event",
-                    "processor_events_per_cpu_second", "ratio_to_ceiling",
-                    "clickhouse_bytes_per_event"):
+        for key in (
+            "processor_events_per_sec_per_core",
+            "events_per_sec",
+            "kafka_bytes_per_event",
+            "processor_events_per_cpu_second",
+            "ratio_to_ceiling",
+            "clickhouse_bytes_per_event",
+        ):
             doc[f"profiled_{key}"] = doc.pop(key)
         doc["scenario"] = "processor-profiled"
     path = write_result(args.name, doc)
@@ -265,8 +362,11 @@ def scenario_processor(args) -> dict:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, r in enumerate(runs):
-        ax.plot([t for t, _ in r["series"]], [w for _, w in r["series"]], label=f"round {i + 1}: "
-                f"{r['events_per_sec']:.0f} ev/s")
+        ax.plot(
+            [t for t, _ in r["series"]],
+            [w for _, w in r["series"]],
+            label=f"round {i + 1}: {r['events_per_sec']:.0f} ev/s",
+        )
     ax.set_xlabel("seconds since processor start")
     ax.set_ylabel("events written to chDB")
     ax.set_title(f"processor on one core draining {runs[0]['prefill']['events']:,} events", fontsize=10)
@@ -277,5 +377,3 @@ def scenario_processor(args) -> dict:
     rate = doc.get("processor_events_per_sec_per_core", doc.get("profiled_processor_events_per_sec_per_core"))
     print(f"bench processor: {rate} events/s/core{' (profiled)' if args.profile else ''}; wrote {path}")
     return doc
-
-

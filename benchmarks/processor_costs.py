@@ -99,7 +99,7 @@ def ceiling(path: str, batch_rows: int) -> dict:
     records = [(i % 12, i, v) for i, v in enumerate(values)]
     per_record = max(1, rows.explode(records[:1]).events.num_rows)
     step = max(1, batch_rows // per_record)
-    chunks = [records[i:i + step] for i in range(0, len(records), step)]
+    chunks = [records[i : i + step] for i in range(0, len(records), step)]
     t = {"explode": 0.0, "dedup": 0.0, "insert": 0.0}
     events = 0
     with tempfile.TemporaryDirectory(prefix="eventpipe-ceiling-") as tmp:
@@ -124,11 +124,15 @@ def ceiling(path: str, batch_rows: int) -> dict:
         sampled += per_record
     t_ref, _ = cpu(rows_reference.explode, sample, writer.rules)
     t_nat, _ = cpu(rows.explode, sample, writer.rules)
-    return {"events": events, "stored": stored, "micro_batches": len(chunks), "rows_per_micro_batch": step * per_record,
-            "insert_events_per_cpu_second": round(events / t["insert"], 1),
-            "us_per_event": {k: round(v / events * 1e6, 3) for k, v in t.items()},
-            "explode_reference_vs_native_us_per_event": [round(t_ref / sampled * 1e6, 2),
-                                                         round(t_nat / sampled * 1e6, 2)]}
+    return {
+        "events": events,
+        "stored": stored,
+        "micro_batches": len(chunks),
+        "rows_per_micro_batch": step * per_record,
+        "insert_events_per_cpu_second": round(events / t["insert"], 1),
+        "us_per_event": {k: round(v / events * 1e6, 3) for k, v in t.items()},
+        "explode_reference_vs_native_us_per_event": [round(t_ref / sampled * 1e6, 2), round(t_nat / sampled * 1e6, 2)],
+    }
 
 
 if __name__ == "__main__":

@@ -28,5 +28,9 @@ from collector_bench import scenario_collector
 from e2e_bench import scenario_e2e, scenario_stack
 from processor_bench import scenario_processor
 
-SCENARIOS = {"collector": scenario_collector, "processor": scenario_processor, "e2e": scenario_e2e,
-             "stack": scenario_stack}
+SCENARIOS = {
+    "collector": scenario_collector,
+    "processor": scenario_processor,
+    "e2e": scenario_e2e,
+    "stack": scenario_stack,
+}

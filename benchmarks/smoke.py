@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=256)
     ap.add_argument("--min-ratio", type=float, default=MIN_RATIO, help="collector/bare requests/s")
-    ap.add_argument("--min-cpu-ratio", type=float, default=MIN_CPU_RATIO,
-                    help="bare/collector CPU seconds per request")
+    ap.add_argument("--min-cpu-ratio", type=float, default=MIN_CPU_RATIO, help="bare/collector CPU seconds per request")
     args = ap.parse_args(argv)
     started = time.monotonic()
     reqs = load.build_requests(harness.HOST, 1024, 10, None, False, harness.WRITE_KEYS, 2000)
@@ -50,12 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for rnd in range(args.rounds):
             order = ["bare", "collector"] if rnd % 2 == 0 else ["collector", "bare"]
-            got = {n: collector_bench.measure_saturation(n, reqs, args.duration, args.connections, broker) for n in order}
+            got = {
+                n: collector_bench.measure_saturation(n, reqs, args.duration, args.connections, broker) for n in order
+            }
             for n in order:
                 r = got[n]
-                print(f"smoke: {n:9s} {r['requests_per_sec']:8.0f} req/s  cpu {r['server_cpu']:.0%}  foreign "
-                      f"{r['foreign_cpu_on_core']:.0%}  non-2xx {r['non_2xx']}" + ("  DISTURBED" if r["disturbed"]
-                                                                                  else ""), flush=True)
+                print(
+                    f"smoke: {n:9s} {r['requests_per_sec']:8.0f} req/s  cpu {r['server_cpu']:.0%}  foreign "
+                    f"{r['foreign_cpu_on_core']:.0%}  non-2xx {r['non_2xx']}"
+                    + ("  DISTURBED" if r["disturbed"] else ""),
+                    flush=True,
+                )
             pairs.append(got)
     finally:
         harness.stop_broker(broker)
@@ -73,18 +77,29 @@ def main(argv: list[str] | None = None) -> int:
     if ratio is not None and ratio < args.min_ratio:
         problems.append(f"throughput ratio {ratio:.2f} < {args.min_ratio:.2f}")
     ok = not problems
-    harness.write_result("smoke", {
-        "command": "eventpipe bench smoke " + " ".join(sys.argv[1:] if argv is None else argv),
-        "collector_vs_bare": round(ratio, 3) if ratio is not None else None,
-        "collector_vs_bare_cpu_per_request": round(cpu_ratio, 3),
-        "min_ratio": args.min_ratio, "min_cpu_ratio": args.min_cpu_ratio, "passed": ok, "problems": problems,
-        "clean_pairs": len(clean), "pair_ratios": [round(r, 3) for r in ratios],
-        "pair_cpu_ratios": [round(r, 3) for r in cpu_ratios],
-        "runs": pairs, "wall_seconds": round(time.monotonic() - started, 1)})
+    harness.write_result(
+        "smoke",
+        {
+            "command": "eventpipe bench smoke " + " ".join(sys.argv[1:] if argv is None else argv),
+            "collector_vs_bare": round(ratio, 3) if ratio is not None else None,
+            "collector_vs_bare_cpu_per_request": round(cpu_ratio, 3),
+            "min_ratio": args.min_ratio,
+            "min_cpu_ratio": args.min_cpu_ratio,
+            "passed": ok,
+            "problems": problems,
+            "clean_pairs": len(clean),
+            "pair_ratios": [round(r, 3) for r in ratios],
+            "pair_cpu_ratios": [round(r, 3) for r in cpu_ratios],
+            "runs": pairs,
+            "wall_seconds": round(time.monotonic() - started, 1),
+        },
+    )
     shown = f"{ratio:.2f}" if ratio is not None else "n/a (every pair disturbed)"
-    print(f"smoke: collector/bare throughput {shown} (min {args.min_ratio:.2f}), CPU per request "
-          f"{cpu_ratio:.2f} (min {args.min_cpu_ratio:.2f}): {'ok' if ok else 'REGRESSION: ' + '; '.join(problems)} "
-          f"in {time.monotonic() - started:.0f} s")
+    print(
+        f"smoke: collector/bare throughput {shown} (min {args.min_ratio:.2f}), CPU per request "
+        f"{cpu_ratio:.2f} (min {args.min_cpu_ratio:.2f}): {'ok' if ok else 'REGRESSION: ' + '; '.join(problems)} "
+        f"in {time.monotonic() - started:.0f} s"
+    )
     return 0 if ok else 1
 
 

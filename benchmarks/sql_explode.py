@@ -68,14 +68,17 @@ FROM raw_requests"""
 
 
 def _requests_table(n: int) -> pa.Table:
-    return pa.table({
-        "project": ["bench"] * n,
-        "received_at": pa.array([1_764_000_000_000] * n, pa.timestamp("ms", tz="UTC")),
-        "ip": ["10.0.0.1"] * n, "user_agent": ["bench/1.0"] * n,
-        "body": [BODIES[i % len(BODIES)].decode() for i in range(n)],
-        "kafka_partition": pa.array([i % 12 for i in range(n)], pa.uint16()),
-        "kafka_offset": pa.array(range(n), pa.uint64()),
-    })
+    return pa.table(
+        {
+            "project": ["bench"] * n,
+            "received_at": pa.array([1_764_000_000_000] * n, pa.timestamp("ms", tz="UTC")),
+            "ip": ["10.0.0.1"] * n,
+            "user_agent": ["bench/1.0"] * n,
+            "body": [BODIES[i % len(BODIES)].decode() for i in range(n)],
+            "kafka_partition": pa.array([i % 12 for i in range(n)], pa.uint16()),
+            "kafka_offset": pa.array(range(n), pa.uint64()),
+        }
+    )
 
 
 def _cpu_us_per_event(work, events: int) -> float:
@@ -94,24 +97,34 @@ def main() -> int:
     sql, python = [], []
     for i in range(ROUNDS):  # interleaved, so drift on a shared machine hits both alike
         sql.append(_cpu_us_per_event(lambda: store.insert_arrow("raw_requests", requests, token=f"sql-{i}"), EVENTS))
-        python.append(_cpu_us_per_event(
-            lambda: store.insert_arrow("events", explode(records).events, token=f"python-{i}"), EVENTS))
-        print(f"sql-explode: round {i + 1}: ClickHouse {sql[-1]:.2f} µs/event, Python {python[-1]:.2f} µs/event",
-              flush=True)
+        python.append(
+            _cpu_us_per_event(
+                lambda: store.insert_arrow("events", explode(records).events, token=f"python-{i}"), EVENTS
+            )
+        )
+        print(
+            f"sql-explode: round {i + 1}: ClickHouse {sql[-1]:.2f} µs/event, Python {python[-1]:.2f} µs/event",
+            flush=True,
+        )
     stored = store.query("SELECT count() FROM events").rows[0][0]
     assert stored == 2 * ROUNDS * EVENTS, stored
-    doc = {"command": "python benchmarks/sql_explode.py", "events_per_insert": EVENTS,
-           "what": "CPU µs per event to turn 10-event request bodies into events rows, rollups included "
-                   "(chDB in-process; median of interleaved rounds)",
-           "clickhouse_explode_us_per_event": round(statistics.median(sql), 2),
-           "python_explode_us_per_event": round(statistics.median(python), 2),
-           "speedup": round(statistics.median(python) / statistics.median(sql), 2),
-           "rounds": {"clickhouse": sql, "python": python},
-           "left_out": "rejects and their reasons, the schema registry, sentAt skew correction, generated "
-                       "messageIds, IP truncation, flags, platform rules"}
+    doc = {
+        "command": "python benchmarks/sql_explode.py",
+        "events_per_insert": EVENTS,
+        "what": "CPU µs per event to turn 10-event request bodies into events rows, rollups included "
+        "(chDB in-process; median of interleaved rounds)",
+        "clickhouse_explode_us_per_event": round(statistics.median(sql), 2),
+        "python_explode_us_per_event": round(statistics.median(python), 2),
+        "speedup": round(statistics.median(python) / statistics.median(sql), 2),
+        "rounds": {"clickhouse": sql, "python": python},
+        "left_out": "rejects and their reasons, the schema registry, sentAt skew correction, generated "
+        "messageIds, IP truncation, flags, platform rules",
+    }
     path = harness.write_result("sql-explode", doc)
-    print(f"sql-explode: ClickHouse {doc['clickhouse_explode_us_per_event']} µs/event, Python "
-          f"{doc['python_explode_us_per_event']} µs/event ({doc['speedup']}x); wrote {path}")
+    print(
+        f"sql-explode: ClickHouse {doc['clickhouse_explode_us_per_event']} µs/event, Python "
+        f"{doc['python_explode_us_per_event']} µs/event ({doc['speedup']}x); wrote {path}"
+    )
     store.close()
     return 0
 

@@ -48,33 +48,58 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("collector", help="(a)+(d): collector vs bare granian RSGI on CPU 0, real Kafka")
     _common(c, 10)
     c.add_argument("--repeats", type=int, default=3)
-    c.add_argument("--servers", nargs="+", default=["bare", "collector"],
-                   choices=["bare", "collector", "collector-lz4", "collector-zstd", "collector-none",
-                            "collector-nullsink", "collector-timersink", "collector-baseline"],
-                   help="bare and collector always; collector-lz4/-zstd/-none: that record compression; "
-                        "collector-nullsink: everything but the Kafka write; collector-baseline: the collector of "
-                        "the --baseline checkout")
+    c.add_argument(
+        "--servers",
+        nargs="+",
+        default=["bare", "collector"],
+        choices=[
+            "bare",
+            "collector",
+            "collector-lz4",
+            "collector-zstd",
+            "collector-none",
+            "collector-nullsink",
+            "collector-timersink",
+            "collector-baseline",
+        ],
+        help="bare and collector always; collector-lz4/-zstd/-none: that record compression; "
+        "collector-nullsink: everything but the Kafka write; collector-baseline: the collector of "
+        "the --baseline checkout",
+    )
     c.add_argument("--baseline", help="a checkout (directory) whose collector runs as collector-baseline")
     c.add_argument("--retries", type=int, default=3, help="max re-runs of disturbed runs")
     c.add_argument("--connections", type=int, default=256, help="wrk connections for saturation")
     c.add_argument("--latency-duration", type=float, default=20, help="open-loop run at 80 %% (0: skip)")
     c.add_argument("--open-connections", type=int, default=512)
-    c.add_argument("--latency-rate", type=float,
-                   help="open-loop rate instead of 80 %% of the measured one (the generator shares CPU 1 with the "
-                        "broker: above ~5,000 req/s it is the generator and the broker that queue)")
+    c.add_argument(
+        "--latency-rate",
+        type=float,
+        help="open-loop rate instead of 80 %% of the measured one (the generator shares CPU 1 with the "
+        "broker: above ~5,000 req/s it is the generator and the broker that queue)",
+    )
     c.add_argument("--name", default="collector", help="result file name (results/NAME.json, NAME.png)")
-    c.add_argument("--profile", action="store_true",
-                   help="py-spy flame graphs of each server's first run to results/profile-{bare,collector}.svg "
-                        "(profiled runs are slower: leave them out of published numbers)")
-    c.add_argument("--native", action="store_true",
-                   help="with --profile: native frames too (GC, GIL hand-offs, syscalls; pauses the server per sample)")
+    c.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy flame graphs of each server's first run to results/profile-{bare,collector}.svg "
+        "(profiled runs are slower: leave them out of published numbers)",
+    )
+    c.add_argument(
+        "--native",
+        action="store_true",
+        help="with --profile: native frames too (GC, GIL hand-offs, syscalls; pauses the server per sample)",
+    )
 
     p = sub.add_parser("processor", help="(b): processor draining a pre-filled topic into chDB on CPU 0")
     _common(p, 0)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--total-events", type=int, default=1_000_000)
-    p.add_argument("--requests-per-bundle", type=int, default=6,
-                   help="requests per Kafka record (collector at 15k req/s, 5 ms window, 12 partitions: ~6)")
+    p.add_argument(
+        "--requests-per-bundle",
+        type=int,
+        default=6,
+        help="requests per Kafka record (collector at 15k req/s, 5 ms window, 12 partitions: ~6)",
+    )
     p.add_argument("--batch-records", type=int, default=1000, help="EVENTPIPE_PROCESSOR_BATCH_RECORDS")
     p.add_argument("--compression", choices=["lz4", "zstd", "gzip"], help="compress the pre-filled records")
     p.add_argument("--timeout", type=float, default=300)
@@ -93,13 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(k, 10)
     k.add_argument("--repeats", type=int, default=2, help="rounds of (1 node, 3 nodes)")
     k.add_argument("--connections", type=int, default=256, help="wrk connections for saturation")
-    k.add_argument("--rate", type=float, default=400,
-                   help="offered req/s of the open-loop latency run (below both layouts' saturation)")
+    k.add_argument(
+        "--rate",
+        type=float,
+        default=400,
+        help="offered req/s of the open-loop latency run (below both layouts' saturation)",
+    )
     k.add_argument("--latency-duration", type=float, default=15)
     k.add_argument("--open-connections", type=int, default=256)
     k.add_argument("--heap", default="512m", help="max heap of each Kafka JVM")
-    k.add_argument("--layouts", action="store_true",
-                   help="instead: 3 combined nodes vs 3 brokers + 1 controller (results/cluster-layout.json)")
+    k.add_argument(
+        "--layouts",
+        action="store_true",
+        help="instead: 3 combined nodes vs 3 brokers + 1 controller (results/cluster-layout.json)",
+    )
     st = sub.add_parser("stack", help="the whole local stack unpinned on 2 cores under wrk: req/s, CPU split")
     _common(st, 15)
     st.add_argument("--connections", type=int, default=64, help="wrk connections (closed loop, 1 thread)")
@@ -124,8 +156,19 @@ def main(argv: list[str] | None = None) -> int:
 
         return smoke.main(argv[1:])
     if argv[:1] == ["micro"]:  # the rest goes to pytest
-        return subprocess.call([sys.executable, "-m", "pytest", str(BENCHMARKS / "test_micro.py"),
-                                "--benchmark-only", "-p", "no:cacheprovider", *argv[1:]], cwd=BENCHMARKS.parent)
+        return subprocess.call(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(BENCHMARKS / "test_micro.py"),
+                "--benchmark-only",
+                "-p",
+                "no:cacheprovider",
+                *argv[1:],
+            ],
+            cwd=BENCHMARKS.parent,
+        )
     args = build_parser().parse_args(argv)
     args.command_line = "eventpipe bench " + " ".join(argv)
     import scenarios

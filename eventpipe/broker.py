@@ -73,12 +73,20 @@ def resolve_jars(settings: Settings, out=sys.stderr) -> Path:
     pom = importlib.resources.files("eventpipe").joinpath("broker_pom.xml")
     with importlib.resources.as_file(pom) as pom_path:
         cmd = [
-            mvn, "-B", "-f", str(pom_path), "dependency:copy-dependencies",
-            f"-Dkafka.version={settings.kafka_version}", f"-DoutputDirectory={libs}",
+            mvn,
+            "-B",
+            "-f",
+            str(pom_path),
+            "dependency:copy-dependencies",
+            f"-Dkafka.version={settings.kafka_version}",
+            f"-DoutputDirectory={libs}",
             "-DincludeScope=runtime",
         ]
-        print(f"eventpipe: resolving Apache Kafka {settings.kafka_version} with mvn into {libs} (first use only)",
-              file=out, flush=True)
+        print(
+            f"eventpipe: resolving Apache Kafka {settings.kafka_version} with mvn into {libs} (first use only)",
+            file=out,
+            flush=True,
+        )
         started = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail: list[str] = []
@@ -130,8 +138,11 @@ def replication_for(nodes: int) -> tuple[int, int]:
 
 
 def topic_configs(spec: TopicSpec, nodes: int) -> dict[str, str]:
-    return {**spec.configs(), "min.insync.replicas": str(replication_for(nodes)[1]),
-            "unclean.leader.election.enable": "false"}
+    return {
+        **spec.configs(),
+        "min.insync.replicas": str(replication_for(nodes)[1]),
+        "unclean.leader.election.enable": "false",
+    }
 
 
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], nodes: int = 1, timeout: float = 60.0) -> None:
@@ -157,9 +168,11 @@ async def _create_missing(bootstrap: str, specs: list[TopicSpec], nodes: int) ->
     try:
         existing = set(await admin.list_topics())
         new = [
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=replicas,
-                     topic_configs=topic_configs(s, nodes))
-            for s in specs if s.name not in existing
+            NewTopic(
+                s.name, num_partitions=s.partitions, replication_factor=replicas, topic_configs=topic_configs(s, nodes)
+            )
+            for s in specs
+            if s.name not in existing
         ]
         if new:
             try:
@@ -177,9 +190,16 @@ class KafkaBroker:
     starts; `KafkaCluster` makes three of them, each given its id, ports and the quorum's voters.
     """
 
-    def __init__(self, settings: Settings, data_dir: Path | None = None, node_id: int = 1,
-                 port: int | None = None, voters: str | None = None, roles: str = "broker,controller",
-                 brokers: int | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: Path | None = None,
+        node_id: int = 1,
+        port: int | None = None,
+        voters: str | None = None,
+        roles: str = "broker,controller",
+        brokers: int | None = None,
+    ):
         self.settings = settings
         self.node_id = node_id
         self.port = port or settings.broker_port
@@ -202,49 +222,64 @@ class KafkaBroker:
     def _write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         replicas, min_isr = replication_for(self.nodes)
-        listeners = ([f"PLAINTEXT://127.0.0.1:{self.port}"] if self.is_broker else []) + \
-            ([f"CONTROLLER://127.0.0.1:{self.controller_port}"] if "controller" in self.roles else [])
+        listeners = ([f"PLAINTEXT://127.0.0.1:{self.port}"] if self.is_broker else []) + (
+            [f"CONTROLLER://127.0.0.1:{self.controller_port}"] if "controller" in self.roles else []
+        )
         props = self.data_dir / "server.properties"
-        props.write_text("\n".join([
-            f"process.roles={self.roles}",
-            f"node.id={self.node_id}",
-            f"controller.quorum.voters={self.voters}",
-            f"listeners={','.join(listeners)}",
-            *([f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}"] if self.is_broker else []),
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={self.data_dir / 'logs'}",
-            f"default.replication.factor={replicas}",
-            f"min.insync.replicas={min_isr}",
-            "unclean.leader.election.enable=false",  # a leader is always a replica that was in sync
-            f"offsets.topic.replication.factor={replicas}",
-            "offsets.topic.num.partitions=12",
-            f"transaction.state.log.replication.factor={replicas}",
-            f"transaction.state.log.min.isr={min_isr}",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false",
-            "num.partitions=1",
-            "",
-        ]))
-        (self.data_dir / "log4j2.properties").write_text("\n".join([
-            "appender.out.type=Console",
-            "appender.out.name=STDOUT",
-            "appender.out.layout.type=PatternLayout",
-            "appender.out.layout.pattern=[%d] %p %m (%c)%n",
-            "rootLogger.level=WARN",
-            "rootLogger.appenderRef.out.ref=STDOUT",
-            "logger.raft.name=kafka.server.KafkaRaftServer",
-            "logger.raft.level=INFO",
-            "",
-        ]))
+        props.write_text(
+            "\n".join(
+                [
+                    f"process.roles={self.roles}",
+                    f"node.id={self.node_id}",
+                    f"controller.quorum.voters={self.voters}",
+                    f"listeners={','.join(listeners)}",
+                    *([f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}"] if self.is_broker else []),
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.data_dir / 'logs'}",
+                    f"default.replication.factor={replicas}",
+                    f"min.insync.replicas={min_isr}",
+                    "unclean.leader.election.enable=false",  # a leader is always a replica that was in sync
+                    f"offsets.topic.replication.factor={replicas}",
+                    "offsets.topic.num.partitions=12",
+                    f"transaction.state.log.replication.factor={replicas}",
+                    f"transaction.state.log.min.isr={min_isr}",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "num.partitions=1",
+                    "",
+                ]
+            )
+        )
+        (self.data_dir / "log4j2.properties").write_text(
+            "\n".join(
+                [
+                    "appender.out.type=Console",
+                    "appender.out.name=STDOUT",
+                    "appender.out.layout.type=PatternLayout",
+                    "appender.out.layout.pattern=[%d] %p %m (%c)%n",
+                    "rootLogger.level=WARN",
+                    "rootLogger.appenderRef.out.ref=STDOUT",
+                    "logger.raft.name=kafka.server.KafkaRaftServer",
+                    "logger.raft.level=INFO",
+                    "",
+                ]
+            )
+        )
         return props
 
     def _java(self, libs: Path, *args: str) -> list[str]:
         return [
-            java_executable(), "-Xms256m", f"-Xmx{self.settings.broker_heap}",
-            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            java_executable(),
+            "-Xms256m",
+            f"-Xmx{self.settings.broker_heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp", f"{libs}/*", *args,
+            "-cp",
+            f"{libs}/*",
+            *args,
         ]
 
     def start(self, timeout: float = 90.0, out=sys.stderr) -> "KafkaBroker":
@@ -276,8 +311,10 @@ class KafkaBroker:
         self._stop_stale()
         port = self.port if self.is_broker else self.controller_port
         if _port_open(port):
-            raise BrokerError(f"port {port} is already in use: is another broker running? "
-                              "Set EVENTPIPE_KAFKA_BOOTSTRAP to another port.")
+            raise BrokerError(
+                f"port {port} is already in use: is another broker running? "
+                "Set EVENTPIPE_KAFKA_BOOTSTRAP to another port."
+            )
         formatting = self.format(out=out)
         if formatting is not None and formatting.wait() != 0:
             raise BrokerError(f"formatting {self.data_dir} failed:\n{formatting.stdout.read().decode()[-2000:]}")
@@ -285,8 +322,13 @@ class KafkaBroker:
         props = self._write_config()
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self._java(libs, "kafka.Kafka", str(props)), stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self._java(libs, "kafka.Kafka", str(props)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         self.pid_path.write_text(str(self.proc.pid))
         return log_offset
@@ -319,8 +361,9 @@ class KafkaBroker:
         port = self.port if self.is_broker else self.controller_port
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerError(f"the Kafka broker exited with {self.proc.returncode}; see {self.log_path}:\n"
-                                  + self.log_tail())
+                raise BrokerError(
+                    f"the Kafka broker exited with {self.proc.returncode}; see {self.log_path}:\n" + self.log_tail()
+                )
             with open(self.log_path, "rb") as f:
                 f.seek(offset)
                 if READY_LINE.encode() in f.read() and _port_open(port):
@@ -401,8 +444,10 @@ def node_ports(settings: Settings, nodes: int) -> list[int]:
         return ports
     if len(ports) == 1:
         return [ports[0] + 2 * i for i in range(nodes)]
-    raise BrokerError(f"EVENTPIPE_KAFKA_BOOTSTRAP lists {len(ports)} addresses for {nodes} nodes: "
-                      "list one (the others follow it) or all of them")
+    raise BrokerError(
+        f"EVENTPIPE_KAFKA_BOOTSTRAP lists {len(ports)} addresses for {nodes} nodes: "
+        "list one (the others follow it) or all of them"
+    )
 
 
 class KafkaCluster:
@@ -416,13 +461,16 @@ class KafkaCluster:
         self.settings = settings
         count = nodes or settings.kafka_nodes
         if count < 3 or count % 2 == 0:  # 2 voters survive no loss; an even quorum no more than the odd one below
-            raise BrokerError(f"a local Kafka cluster has an odd number of nodes, 3 or more (not {count}); "
-                              "1 is the single node")
+            raise BrokerError(
+                f"a local Kafka cluster has an odd number of nodes, 3 or more (not {count}); 1 is the single node"
+            )
         ports = node_ports(settings, count)
         voters = ",".join(f"{i}@127.0.0.1:{p + 1}" for i, p in enumerate(ports, 1))
         self.data_dir = Path(data_dir or settings.data_dir / "kafka-cluster").resolve()
-        self.nodes = [KafkaBroker(settings, self.data_dir / f"node-{i}", node_id=i, port=p, voters=voters)
-                      for i, p in enumerate(ports, 1)]
+        self.nodes = [
+            KafkaBroker(settings, self.data_dir / f"node-{i}", node_id=i, port=p, voters=voters)
+            for i, p in enumerate(ports, 1)
+        ]
 
     @property
     def bootstrap(self) -> str:
@@ -536,8 +584,14 @@ async def partitions(bootstrap: str, topics: list[str]) -> list[Partition]:
             continue
         finally:
             conn.close()
-        return sorted((Partition(t["topic"], p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"]))
-                       for t in response["topics"] for p in t["partitions"]), key=lambda p: (p.topic, p.partition))
+        return sorted(
+            (
+                Partition(t["topic"], p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"]))
+                for t in response["topics"]
+                for p in t["partitions"]
+            ),
+            key=lambda p: (p.topic, p.partition),
+        )
     raise BrokerError("no Kafka node answered for metadata: " + "; ".join(failures))
 
 

@@ -33,7 +33,8 @@ def cmd_up(settings: Settings, args) -> int:
         print(f"eventpipe up: {exc}", file=sys.stderr)
         return 1
     projects = ", ".join(sorted(set(projects_by_key(settings).values())))
-    print(f"""
+    print(
+        f"""
 eventpipe is up.
   collector  {stack.collector_url}/v1/batch   (projects: {projects}; keys from EVENTPIPE_WRITE_KEYS[_FILE])
   query      {stack.query_url}
@@ -41,13 +42,14 @@ eventpipe is up.
   metrics    {stack.collector_url}/metrics
 Try:  eventpipe demo        then   eventpipe query "SELECT event, count() FROM events GROUP BY event"
 Ctrl-C stops everything.
-""", flush=True)
+""",
+        flush=True,
+    )
     try:
         while not stopping:
             dead = [c for c in stack.children() if not c.alive()]
             if dead:
-                print(f"eventpipe up: {dead[0].name} exited with {dead[0].proc.returncode}; stopping",
-                      file=sys.stderr)
+                print(f"eventpipe up: {dead[0].name} exited with {dead[0].proc.returncode}; stopping", file=sys.stderr)
                 return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -67,9 +69,12 @@ def cmd_broker(settings: Settings, args) -> int:
     started = time.monotonic()
     broker.start()
     replicas, min_isr = replication_for(nodes)
-    print(f"Kafka ({nodes} node{'s' if nodes > 1 else ''}, topics with replication factor {replicas}, "
-          f"min.insync.replicas {min_isr}) ready in {time.monotonic() - started:.1f}s; Ctrl-C stops it\n"
-          f"  EVENTPIPE_KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
+    print(
+        f"Kafka ({nodes} node{'s' if nodes > 1 else ''}, topics with replication factor {replicas}, "
+        f"min.insync.replicas {min_isr}) ready in {time.monotonic() - started:.1f}s; Ctrl-C stops it\n"
+        f"  EVENTPIPE_KAFKA_BOOTSTRAP={broker.bootstrap}",
+        flush=True,
+    )
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
     members = broker.nodes if nodes > 1 else [broker]
     try:
@@ -142,8 +147,10 @@ def cmd_verify(settings: Settings, args) -> int:
         return 2
     for c in checks:
         state = "ok" if c.ok else "MISMATCH"
-        print(f"{c.table:10s} {state:8s} {c.keys} keys; {c.only_in_rollup} differ in the rollup, "
-              f"{c.only_in_raw} differ in the recomputation")
+        print(
+            f"{c.table:10s} {state:8s} {c.keys} keys; {c.only_in_rollup} differ in the rollup, "
+            f"{c.only_in_raw} differ in the recomputation"
+        )
     return 0 if all(c.ok for c in checks) else 1
 
 
@@ -155,10 +162,12 @@ def cmd_forget(settings: Settings, args) -> int:
     except (ForgetError, ValueError) as exc:
         print(f"forget failed: {exc}", file=sys.stderr)
         return 2
-    print(f"forget {report.forget_id} ({report.via}): deleted {report.events_deleted} events and "
-          f"{report.rejected_deleted} rejected events of project {report.project}; recomputed "
-          f"{report.keys_1m} events_1m and {report.keys_1h} events_1h keys in {report.seconds:.2f}s; "
-          f"later events suppressed until {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(report.suppress_until))}")
+    print(
+        f"forget {report.forget_id} ({report.via}): deleted {report.events_deleted} events and "
+        f"{report.rejected_deleted} rejected events of project {report.project}; recomputed "
+        f"{report.keys_1m} events_1m and {report.keys_1h} events_1h keys in {report.seconds:.2f}s; "
+        f"later events suppressed until {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(report.suppress_until))}"
+    )
     return 0
 
 
@@ -166,10 +175,13 @@ def cmd_dlq(settings: Settings, args) -> int:
     from eventpipe.processors.dead_letters import REPLAYABLE, replay
 
     reasons = set(args.reason) if args.reason else REPLAYABLE
-    replayed, skipped = asyncio.run(replay(settings.kafka_bootstrap, settings.topic_dlq, settings.topic_raw,
-                                           reasons, out=sys.stderr))
-    print(f"replayed {replayed} dead letters ({', '.join(sorted(reasons))}) into {settings.topic_raw}; "
-          f"skipped {skipped} (other reasons or repeats)")
+    replayed, skipped = asyncio.run(
+        replay(settings.kafka_bootstrap, settings.topic_dlq, settings.topic_raw, reasons, out=sys.stderr)
+    )
+    print(
+        f"replayed {replayed} dead letters ({', '.join(sorted(reasons))}) into {settings.topic_raw}; "
+        f"skipped {skipped} (other reasons or repeats)"
+    )
     return 0
 
 
@@ -179,37 +191,55 @@ def cmd_demo(settings: Settings, args) -> int:
     url = args.url or f"http://{settings.collector_host}:{settings.collector_port}"
     key = args.write_key or next(iter(projects_by_key(settings)))
     result = asyncio.run(run_demo(url, key, args.requests, args.events_per_request, seed=args.seed))
-    print(f"sent {result.requests} requests ({result.events} events) in {result.seconds:.1f}s, "
-          f"{result.failed} failed")
+    print(f"sent {result.requests} requests ({result.events} events) in {result.seconds:.1f}s, {result.failed} failed")
     return 1 if result.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventpipe", description=__doc__,
-                                     epilog="Settings come from EVENTPIPE_* environment variables (see README).")
+    parser = argparse.ArgumentParser(
+        prog="eventpipe",
+        description=__doc__,
+        epilog="Settings come from EVENTPIPE_* environment variables (see README).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run broker, processor and collector locally in the foreground")
-    up.add_argument("--brokers", type=int, choices=[1, 3],
-                    help="Kafka nodes: 3 = a KRaft cluster, replication factor 3 (default: EVENTPIPE_KAFKA_NODES)")
+    up.add_argument(
+        "--brokers",
+        type=int,
+        choices=[1, 3],
+        help="Kafka nodes: 3 = a KRaft cluster, replication factor 3 (default: EVENTPIPE_KAFKA_NODES)",
+    )
     broker = sub.add_parser("broker", help="run only the local Kafka broker (or a cluster of 3)")
-    broker.add_argument("--nodes", type=int, choices=[1, 3],
-                        help="3 = a KRaft cluster of 3 broker+controller nodes on 127.0.0.1, replication "
-                             "factor 3, min.insync.replicas 2 (default: EVENTPIPE_KAFKA_NODES)")
+    broker.add_argument(
+        "--nodes",
+        type=int,
+        choices=[1, 3],
+        help="3 = a KRaft cluster of 3 broker+controller nodes on 127.0.0.1, replication "
+        "factor 3, min.insync.replicas 2 (default: EVENTPIPE_KAFKA_NODES)",
+    )
     sub.add_parser("collector", help="run the HTTP collector")
     sub.add_parser("processor", help="run the faust processor worker")
     sub.add_parser("migrate", help="apply ClickHouse migrations to the store")
     sub.add_parser("bench", add_help=False, help="benchmarks: load, collector, processor, e2e, smoke, micro")
-    sub.add_parser("plan", add_help=False,
-                   help="size a Kubernetes deployment from measured capacity and simulate its autoscalers")
+    sub.add_parser(
+        "plan", add_help=False, help="size a Kubernetes deployment from measured capacity and simulate its autoscalers"
+    )
     q = sub.add_parser("query", help="run read-only SQL against the store (docs/queries.md)")
     q.add_argument("sql")
-    q.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table",
-                   help="table (default), csv with a header row, json {columns, rows}, or parquet (typed)")
+    q.add_argument(
+        "--format",
+        choices=["table", "csv", "json", "parquet"],
+        default="table",
+        help="table (default), csv with a header row, json {columns, rows}, or parquet (typed)",
+    )
     q.add_argument("--output", "-o", metavar="FILE", help="write the result to FILE (required for parquet)")
     dlq = sub.add_parser("dlq", help="dead letters: replay fixed ones into events.raw")
     dlq.add_argument("action", choices=["replay"])
-    dlq.add_argument("--reason", action="append",
-                     help="replay only this reason (repeatable; default: schema_violation, too_old, invalid_field)")
+    dlq.add_argument(
+        "--reason",
+        action="append",
+        help="replay only this reason (repeatable; default: schema_violation, too_old, invalid_field)",
+    )
     sub.add_parser("verify", help="check that the rollups equal a recomputation from raw events")
     f = sub.add_parser("forget", help="delete a person's events (rollups corrected, audited) and suppress later ones")
     f.add_argument("--project", required=True)
@@ -224,9 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"up": cmd_up, "broker": cmd_broker, "collector": cmd_collector, "processor": cmd_processor,
-            "migrate": cmd_migrate, "query": cmd_query, "demo": cmd_demo, "verify": cmd_verify, "dlq": cmd_dlq,
-            "forget": cmd_forget}
+COMMANDS = {
+    "up": cmd_up,
+    "broker": cmd_broker,
+    "collector": cmd_collector,
+    "processor": cmd_processor,
+    "migrate": cmd_migrate,
+    "query": cmd_query,
+    "demo": cmd_demo,
+    "verify": cmd_verify,
+    "dlq": cmd_dlq,
+    "forget": cmd_forget,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,8 +67,13 @@ def _default_text(node: ast.expr, source: str) -> str:
         return "" if node.value is None else ('""' if node.value == "" else str(node.value))
     if all(isinstance(n, (ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop)) for n in ast.walk(node)):
         return str(eval(compile(ast.Expression(node), "<default>", "eval"), {"__builtins__": {}}))  # noqa: S307
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Path"
-            and len(node.args) == 1 and isinstance(node.args[0], ast.Constant)):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Path"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+    ):
         return str(node.args[0].value)
     parts: list[str] = []
     while isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant):
@@ -116,8 +121,12 @@ def sections() -> list[Section]:
         elif starts_section:
             out.append(Section("Other"))
         comment = block
-        if not comment and previous is not None and not starts_section \
-                and previous.name.split("_")[0] == name.split("_")[0]:
+        if (
+            not comment
+            and previous is not None
+            and not starts_section
+            and previous.name.split("_")[0] == name.split("_")[0]
+        ):
             comment = previous.comment
         entry = Field(name, _type_text(annotations[name]), _default_text(node.value, source), comment)
         out[-1].fields.append(entry)

@@ -21,15 +21,37 @@ import orjson
 
 from eventpipe.progress import Progress
 
-PRODUCTS = [("sku-1001", "Trail Shoes", 89.0), ("sku-2002", "Rain Jacket", 129.5), ("sku-3003", "Water Bottle", 12.0),
-            ("sku-4004", "Headlamp", 34.9), ("sku-5005", "Wool Socks", 9.5)]
+PRODUCTS = [
+    ("sku-1001", "Trail Shoes", 89.0),
+    ("sku-2002", "Rain Jacket", 129.5),
+    ("sku-3003", "Water Bottle", 12.0),
+    ("sku-4004", "Headlamp", 34.9),
+    ("sku-5005", "Wool Socks", 9.5),
+]
 PLATFORMS = [
-    ("ios", {"os": {"name": "iOS", "version": "18.2"}, "device": {"manufacturer": "Apple", "model": "iPhone15,2"},
-             "library": {"name": "analytics-swift", "version": "1.7.1"}}),
-    ("android", {"os": {"name": "Android", "version": "15"}, "device": {"manufacturer": "Google", "model": "Pixel 8"},
-                 "library": {"name": "analytics-kotlin", "version": "1.18.0"}}),
-    ("web", {"library": {"name": "analytics.js", "version": "5.2.0"},
-             "page": {"path": "/shop", "url": "https://shop.example/shop"}}),
+    (
+        "ios",
+        {
+            "os": {"name": "iOS", "version": "18.2"},
+            "device": {"manufacturer": "Apple", "model": "iPhone15,2"},
+            "library": {"name": "analytics-swift", "version": "1.7.1"},
+        },
+    ),
+    (
+        "android",
+        {
+            "os": {"name": "Android", "version": "15"},
+            "device": {"manufacturer": "Google", "model": "Pixel 8"},
+            "library": {"name": "analytics-kotlin", "version": "1.18.0"},
+        },
+    ),
+    (
+        "web",
+        {
+            "library": {"name": "analytics.js", "version": "5.2.0"},
+            "page": {"path": "/shop", "url": "https://shop.example/shop"},
+        },
+    ),
 ]
 APP_VERSIONS = ["3.4.0", "3.4.1", "3.5.0"]
 
@@ -48,14 +70,19 @@ class Device:
     @classmethod
     def new(cls, rng: random.Random) -> "Device":
         name, ctx = rng.choice(PLATFORMS)
-        ctx = dict(ctx, app={"name": "Shop", "version": rng.choice(APP_VERSIONS)}, locale="en-US",
-                   timezone="Europe/Berlin")
+        ctx = dict(
+            ctx, app={"name": "Shop", "version": rng.choice(APP_VERSIONS)}, locale="en-US", timezone="Europe/Berlin"
+        )
         return cls(str(uuid.UUID(int=rng.getrandbits(128))), name, ctx)
 
 
 def _event(rng: random.Random, device: Device, now: datetime) -> dict:
-    base = {"messageId": str(uuid.UUID(int=rng.getrandbits(128))), "anonymousId": device.anonymous_id,
-            "timestamp": _iso(now - timedelta(milliseconds=rng.randint(0, 5000))), "context": device.context}
+    base = {
+        "messageId": str(uuid.UUID(int=rng.getrandbits(128))),
+        "anonymousId": device.anonymous_id,
+        "timestamp": _iso(now - timedelta(milliseconds=rng.randint(0, 5000))),
+        "context": device.context,
+    }
     if device.user_id:
         base["userId"] = device.user_id
     roll = rng.random()
@@ -67,14 +94,22 @@ def _event(rng: random.Random, device: Device, now: datetime) -> dict:
         kind = "screen" if device.platform != "web" else "page"
         return dict(base, type=kind, name=rng.choice(["Home", "Catalog", "Cart"]))
     if roll < 0.75:
-        return dict(base, type="track", event="Product Viewed", properties={"product_id": sku, "name": name,
-                                                                             "price": price})
+        return dict(
+            base, type="track", event="Product Viewed", properties={"product_id": sku, "name": name, "price": price}
+        )
     if roll < 0.93:
-        return dict(base, type="track", event="Product Added", properties={"product_id": sku, "price": price,
-                                                                            "quantity": rng.randint(1, 3)})
-    return dict(base, type="track", event="Order Completed",
-                properties={"order_id": uuid.UUID(int=rng.getrandbits(128)).hex[:12], "revenue": price,
-                            "currency": "EUR"})
+        return dict(
+            base,
+            type="track",
+            event="Product Added",
+            properties={"product_id": sku, "price": price, "quantity": rng.randint(1, 3)},
+        )
+    return dict(
+        base,
+        type="track",
+        event="Order Completed",
+        properties={"order_id": uuid.UUID(int=rng.getrandbits(128)).hex[:12], "revenue": price, "currency": "EUR"},
+    )
 
 
 def make_batch(rng: random.Random, device: Device, events: int) -> bytes:
@@ -94,13 +129,24 @@ class DemoResult:
     seconds: float = 0.0
 
 
-async def run_demo(url: str, write_key: str, requests: int, events_per_request: int = 10, devices: int = 300,
-                   concurrency: int = 16, seed: int | None = None, out=sys.stderr) -> DemoResult:
+async def run_demo(
+    url: str,
+    write_key: str,
+    requests: int,
+    events_per_request: int = 10,
+    devices: int = 300,
+    concurrency: int = 16,
+    seed: int | None = None,
+    out=sys.stderr,
+) -> DemoResult:
     rng = random.Random(seed)
     fleet = [Device.new(rng) for _ in range(devices)]
     result = DemoResult()
-    headers = {"Authorization": basic_auth(write_key), "Content-Type": "application/json",
-               "User-Agent": "eventpipe-demo/0.1"}
+    headers = {
+        "Authorization": basic_auth(write_key),
+        "Content-Type": "application/json",
+        "User-Agent": "eventpipe-demo/0.1",
+    }
     remaining = requests
     started = time.monotonic()
     progress = Progress(out)
@@ -119,8 +165,9 @@ async def run_demo(url: str, write_key: str, requests: int, events_per_request: 
                     result.failed += 1
             done = result.requests + result.failed
             if done % 100 == 0 or done == requests:
-                progress.update(f"  demo: {done}/{requests} requests, {result.events} events accepted, "
-                                f"{result.failed} failed")
+                progress.update(
+                    f"  demo: {done}/{requests} requests, {result.events} events accepted, {result.failed} failed"
+                )
 
     async with aiohttp.ClientSession() as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))

@@ -38,15 +38,18 @@ MAX_RECOMPUTES = 3
 PARAMS = "{project:String}"
 
 # The person's rows of `events`: their user id (when given) or one of their anonymous ids.
-PERSON = ("project = {project:String} AND (({user:String} != '' AND user_id = {user:String}) "
-          "OR has({anons:Array(String)}, anonymous_id))")
+PERSON = (
+    "project = {project:String} AND (({user:String} != '' AND user_id = {user:String}) "
+    "OR has({anons:Array(String)}, anonymous_id))"
+)
 # ... and of `events_rejected`, which keeps the event as sent (payload) rather than typed ids. Records or
 # requests that could not be decoded at all are matched by the ids appearing as JSON strings in them.
 PERSON_REJECTED = (
     "(project = {project:String} AND (({user:String} != '' AND JSONExtractString(payload, 'userId') = {user:String}) "
     "OR has({anons:Array(String)}, JSONExtractString(payload, 'anonymousId')))) "
     "OR (reason IN ('undecodable_request', 'undecodable_record') AND project IN ({project:String}, '') "
-    "AND multiSearchAny(payload, {needles:Array(String)}))")
+    "AND multiSearchAny(payload, {needles:Array(String)}))"
+)
 THIS_FORGET = "SELECT project, event, platform, app_version, minute FROM forget_keys WHERE forget_id = {id:String}"
 
 
@@ -75,8 +78,10 @@ def _keyset(table: str) -> str:
     column, _ = ROLLUPS[table]
     if column == "minute":
         return THIS_FORGET
-    return ("SELECT DISTINCT project, event, platform, app_version, toStartOfHour(minute) "
-            "FROM forget_keys WHERE forget_id = {id:String}")
+    return (
+        "SELECT DISTINCT project, event, platform, app_version, toStartOfHour(minute) "
+        "FROM forget_keys WHERE forget_id = {id:String}"
+    )
 
 
 def _time_bounds(table: str) -> str:
@@ -99,9 +104,11 @@ def statements(table: str) -> dict[str, str]:
         "delete": f"DELETE FROM {table} WHERE {rollup_keys}",
         # the materialized view's SELECT over what remains of the keys; never deduplicated (an identical
         # recomputation of a later forget is new data, not a repeat)
-        "insert": (f"INSERT INTO {table} ({KEYS}, {column}, events, users, revenue) SETTINGS insert_deduplicate = 0 "
-                   f"SELECT {KEYS}, {expr} AS {column}, count(), uniqState({USERS}), sum(revenue) "
-                   f"FROM events WHERE {raw_keys} GROUP BY {KEYS}, {column}"),
+        "insert": (
+            f"INSERT INTO {table} ({KEYS}, {column}, events, users, revenue) SETTINGS insert_deduplicate = 0 "
+            f"SELECT {KEYS}, {expr} AS {column}, count(), uniqState({USERS}), sum(revenue) "
+            f"FROM events WHERE {raw_keys} GROUP BY {KEYS}, {column}"
+        ),
         "mismatches": f"SELECT count() FROM ((({rollup}) EXCEPT ({raw})) UNION ALL (({raw}) EXCEPT ({rollup})))",
         "keys": f"SELECT count() FROM ({_keyset(table)})",
     }
@@ -112,10 +119,13 @@ LOG_INSERT = (
     "events_deleted, rejected_deleted, keys_1m, keys_1h, seconds, via) VALUES ({id:String}, {status:String}, "
     "{project:String}, {user:String}, {anons:Array(String)}, fromUnixTimestamp64Milli({requested:Int64}), "
     "fromUnixTimestamp({until:Int64}), {events:UInt64}, {rejected:UInt64}, {k1m:UInt64}, {k1h:UInt64}, "
-    "{seconds:Float64}, {via:String})")
-KEYS_INSERT = ("INSERT INTO forget_keys (forget_id, project, event, platform, app_version, minute) "
-               "SETTINGS insert_deduplicate = 0 "
-               f"SELECT DISTINCT {{id:String}}, {KEYS}, toStartOfMinute(timestamp) FROM events WHERE {PERSON}")
+    "{seconds:Float64}, {via:String})"
+)
+KEYS_INSERT = (
+    "INSERT INTO forget_keys (forget_id, project, event, platform, app_version, minute) "
+    "SETTINGS insert_deduplicate = 0 "
+    f"SELECT DISTINCT {{id:String}}, {KEYS}, toStartOfMinute(timestamp) FROM events WHERE {PERSON}"
+)
 
 
 def validate(project: str, user_id: str, anonymous_ids: list[str]) -> None:
@@ -127,9 +137,18 @@ def validate(project: str, user_id: str, anonymous_ids: list[str]) -> None:
         raise ValueError("an anonymous id cannot be empty")
 
 
-def forget(run: Run, project: str, user_id: str = "", anonymous_ids: list[str] | tuple = (),
-           suppress_seconds: float = 30 * 86400, via: str = "direct", forget_id: str | None = None,
-           clock=time.time, exclusive=contextlib.nullcontext, on_started=None) -> ForgetReport:
+def forget(
+    run: Run,
+    project: str,
+    user_id: str = "",
+    anonymous_ids: list[str] | tuple = (),
+    suppress_seconds: float = 30 * 86400,
+    via: str = "direct",
+    forget_id: str | None = None,
+    clock=time.time,
+    exclusive=contextlib.nullcontext,
+    on_started=None,
+) -> ForgetReport:
     """Delete the person's rows, correct both rollups, and audit it (see the module docstring).
 
     In a processor, ``on_started`` puts the person in its forgotten set and ``exclusive()`` holds its
@@ -139,17 +158,34 @@ def forget(run: Run, project: str, user_id: str = "", anonymous_ids: list[str] |
     anons = sorted(set(anonymous_ids))
     validate(project, user_id, anons)
     started = clock()
-    report = ForgetReport(forget_id or uuid.uuid4().hex, project, user_id, anons, via=via,
-                          suppress_until=int(started + suppress_seconds))
+    report = ForgetReport(
+        forget_id or uuid.uuid4().hex, project, user_id, anons, via=via, suppress_until=int(started + suppress_seconds)
+    )
     ids = [i for i in [user_id, *anons] if i]
-    base = {"id": report.forget_id, "project": project, "user": user_id, "anons": anons,
-            "needles": [orjson.dumps(i).decode() for i in ids]}
+    base = {
+        "id": report.forget_id,
+        "project": project,
+        "user": user_id,
+        "anons": anons,
+        "needles": [orjson.dumps(i).decode() for i in ids],
+    }
 
     def log(status: str) -> None:
-        run(LOG_INSERT, base | {
-            "status": status, "requested": int(started * 1000), "until": report.suppress_until,
-            "events": report.events_deleted, "rejected": report.rejected_deleted, "k1m": report.keys_1m,
-            "k1h": report.keys_1h, "seconds": round(report.seconds, 3), "via": via})
+        run(
+            LOG_INSERT,
+            base
+            | {
+                "status": status,
+                "requested": int(started * 1000),
+                "until": report.suppress_until,
+                "events": report.events_deleted,
+                "rejected": report.rejected_deleted,
+                "k1m": report.keys_1m,
+                "k1h": report.keys_1h,
+                "seconds": round(report.seconds, 3),
+                "via": via,
+            },
+        )
 
     def step(name: str, sql: str, **extra):
         t0 = clock()
@@ -178,8 +214,10 @@ def forget(run: Run, project: str, user_id: str = "", anonymous_ids: list[str] |
             if not int(step(f"check_{table}", sql["mismatches"])[0][0]):
                 break
         else:
-            raise RuntimeError(f"{table}: the recomputed keys of forget {report.forget_id} still differ from raw "
-                               f"after {MAX_RECOMPUTES} attempts (inserts kept landing in them); run it again")
+            raise RuntimeError(
+                f"{table}: the recomputed keys of forget {report.forget_id} still differ from raw "
+                f"after {MAX_RECOMPUTES} attempts (inserts kept landing in them); run it again"
+            )
     report.seconds = clock() - started
     log("done")
     return report
@@ -219,9 +257,14 @@ def run_forget(settings, project: str, user_id: str = "", anonymous_ids: list[st
 
     try:
         store.migrate()
-        return forget(lambda sql, params: store.query(sql, parameters=params).rows, project, user_id,
-                      anonymous_ids, settings.forget_suppress_days * 86400,
-                      via="server" if settings.clickhouse_url else "direct",
-                      on_started=processors_know_it if settings.clickhouse_url else None)
+        return forget(
+            lambda sql, params: store.query(sql, parameters=params).rows,
+            project,
+            user_id,
+            anonymous_ids,
+            settings.forget_suppress_days * 86400,
+            via="server" if settings.clickhouse_url else "direct",
+            on_started=processors_know_it if settings.clickhouse_url else None,
+        )
     finally:
         store.close()

@@ -71,6 +71,7 @@ def column_types(settings: Settings, sql: str) -> list[str] | None:
 
 # --- text formats -----------------------------------------------------------
 
+
 def _text(value) -> str:
     """One value as text: ISO 8601 times, JSON for arrays/maps/tuples, empty for NULL."""
     if value is None:
@@ -121,7 +122,7 @@ def _unwrap(ch_type: str) -> str:
 
 def _args(ch_type: str) -> list[str]:
     """The top-level arguments of ``Name(a, b(c, d))``: ``["a", "b(c, d)"]``."""
-    inner = ch_type[ch_type.index("(") + 1:-1]
+    inner = ch_type[ch_type.index("(") + 1 : -1]
     out, depth, start = [], 0, 0
     for i, ch in enumerate(inner):
         depth += ch == "("
@@ -162,8 +163,13 @@ def arrow_type(ch_type: str):
     if m := re.fullmatch(r"Decimal(32|64|128|256)\((\d+)\)", t):
         precision = {"32": 9, "64": 18, "128": 38, "256": 76}[m[1]]
         return pa.decimal128(precision, int(m[2])) if precision <= 38 else pa.decimal256(precision, int(m[2]))
-    if (t in ("String", "UUID", "IPv4", "IPv6") or t.startswith(("FixedString(", "Enum8(", "Enum16("))
-            or t.startswith("Int128") or t.startswith("UInt128") or t.endswith("Int256")):
+    if (
+        t in ("String", "UUID", "IPv4", "IPv6")
+        or t.startswith(("FixedString(", "Enum8(", "Enum16("))
+        or t.startswith("Int128")
+        or t.startswith("UInt128")
+        or t.endswith("Int256")
+    ):
         return pa.string()
     if t.startswith("Array("):
         inner = arrow_type(_args(t)[0])
@@ -189,6 +195,7 @@ def _converter(arrow_t, ch_type: str):
             if not isinstance(v, dt.datetime):
                 v = dt.datetime.fromisoformat(str(v))
             return v if v.tzinfo else v.replace(tzinfo=tz)  # naive values are in the column's zone
+
         return to_datetime
     if pa.types.is_date(arrow_t):
         return lambda v: v if v is None or isinstance(v, dt.date) else dt.date.fromisoformat(str(v))

@@ -31,8 +31,14 @@ class Child:
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], out=sys.stdout):
         self.name = name
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._pump = threading.Thread(target=self._copy, args=(out,), daemon=True)
         self._pump.start()
@@ -111,8 +117,11 @@ class LocalStack:
                 self.broker = start_kafka(self.settings, out=self.out)
                 self._bootstrap_to(self.broker)
                 nodes = f"{self.settings.kafka_nodes} nodes " if self.settings.kafka_nodes > 1 else ""
-                print(f"   broker | Kafka {self.settings.kafka_version} {nodes}ready at {self.broker.bootstrap}",
-                      file=self.out, flush=True)
+                print(
+                    f"   broker | Kafka {self.settings.kafka_version} {nodes}ready at {self.broker.bootstrap}",
+                    file=self.out,
+                    flush=True,
+                )
             self.start_processor(timeout)
             self.start_collector(timeout)
         except BaseException:

@@ -34,10 +34,12 @@ def connect(settings: Settings, readonly: bool = False):
     """
     extra = {}
     if readonly:
-        extra["settings"] = {"max_execution_time": settings.query_timeout,
-                             "max_result_rows": settings.query_max_rows,
-                             "result_overflow_mode": "throw",  # an error, never a silently cut result
-                             "readonly": 1}
+        extra["settings"] = {
+            "max_execution_time": settings.query_timeout,
+            "max_result_rows": settings.query_max_rows,
+            "result_overflow_mode": "throw",  # an error, never a silently cut result
+            "readonly": 1,
+        }
     if settings.clickhouse_url:
         return clickhouse_connect.get_client(dsn=settings.clickhouse_url, **extra)
     settings.store_dir.mkdir(parents=True, exist_ok=True)
@@ -111,8 +113,11 @@ class Store:
         except FileNotFoundError:
             return
         if mode is not None and (mode == "after") == after:
-            raise StoreUnavailable(f"store writes are failing ({self.failpoint} exists)" if not after else
-                                   f"store write went through but reports failure ({self.failpoint} says after)")
+            raise StoreUnavailable(
+                f"store writes are failing ({self.failpoint} exists)"
+                if not after
+                else f"store write went through but reports failure ({self.failpoint} says after)"
+            )
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         """Insert an Arrow table; with ``token``, a repeat of the same token is dropped, rollups included."""

@@ -31,10 +31,14 @@ def rollup_sql(table: str, rollup_where: str = "", raw_where: str = "") -> tuple
     """The rollup's rows and their recomputation from raw, comparable row by row; optionally only some keys
     (``eventpipe forget`` checks the keys it recomputed)."""
     column, expr = ROLLUPS[table]
-    rollup = (f"SELECT {KEYS}, {column} AS t, sum(events) AS n, uniqMerge(users) AS u, sum(revenue) AS r "
-              f"FROM {table} {'WHERE ' + rollup_where + ' ' if rollup_where else ''}GROUP BY {KEYS}, t")
-    raw = (f"SELECT {KEYS}, {expr} AS t, count() AS n, uniq({USERS}) AS u, sum(revenue) AS r "
-           f"FROM events {'WHERE ' + raw_where + ' ' if raw_where else ''}GROUP BY {KEYS}, t")
+    rollup = (
+        f"SELECT {KEYS}, {column} AS t, sum(events) AS n, uniqMerge(users) AS u, sum(revenue) AS r "
+        f"FROM {table} {'WHERE ' + rollup_where + ' ' if rollup_where else ''}GROUP BY {KEYS}, t"
+    )
+    raw = (
+        f"SELECT {KEYS}, {expr} AS t, count() AS n, uniq({USERS}) AS u, sum(revenue) AS r "
+        f"FROM events {'WHERE ' + raw_where + ' ' if raw_where else ''}GROUP BY {KEYS}, t"
+    )
     return rollup, raw
 
 

@@ -47,15 +47,21 @@ MAX_GRANTED_HEADERS = 10_000
 _CODES = {code: str(code) for code in (200, 204, 400, 401, 404, 405, 408, 413, 415, 429, 503)}
 # Segment's endpoints, plus the one-letter paths analytics.js (analytics-next) posts to.
 ROUTES = {
-    "/v1/batch": BATCH, "/v1/b": BATCH,
-    "/v1/track": "track", "/v1/t": "track",
-    "/v1/identify": "identify", "/v1/i": "identify",
-    "/v1/page": "page", "/v1/p": "page",
-    "/v1/screen": "screen", "/v1/s": "screen",
-    "/v1/group": "group", "/v1/g": "group",
-    "/v1/alias": "alias", "/v1/a": "alias",
+    "/v1/batch": BATCH,
+    "/v1/b": BATCH,
+    "/v1/track": "track",
+    "/v1/t": "track",
+    "/v1/identify": "identify",
+    "/v1/i": "identify",
+    "/v1/page": "page",
+    "/v1/p": "page",
+    "/v1/screen": "screen",
+    "/v1/s": "screen",
+    "/v1/group": "group",
+    "/v1/g": "group",
+    "/v1/alias": "alias",
+    "/v1/a": "alias",
 }
-
 
 
 def unknown_key() -> Rejected:
@@ -63,8 +69,9 @@ def unknown_key() -> Rejected:
 
 
 def missing_key() -> Rejected:
-    return Rejected(401, "missing_write_key",
-                    "no write key: send it as the HTTP Basic username or as writeKey in the body")
+    return Rejected(
+        401, "missing_write_key", "no write key: send it as the HTTP Basic username or as writeKey in the body"
+    )
 
 
 def client_ip(scope) -> str:
@@ -129,8 +136,11 @@ class Collector:
         elif kind is not None and method == "OPTIONS":  # CORS preflight
             status, headers, body = 204, self.cors.preflight(scope.headers.get("origin")), b""
         elif kind is not None:
-            status, headers, body = 405, JSON + [("allow", "POST, OPTIONS")], error_body(
-                "method_not_allowed", f"{path} takes POST")
+            status, headers, body = (
+                405,
+                JSON + [("allow", "POST, OPTIONS")],
+                error_body("method_not_allowed", f"{path} takes POST"),
+            )
         elif method == "GET" and path == "/healthz":
             status, headers, body = 200, JSON, b'{"alive":true}'
         elif method == "GET" and path == "/readyz":
@@ -201,8 +211,9 @@ class Collector:
         except Unavailable as exc:  # quota state not read yet
             return self._unavailable(exc.code, str(exc), events, cors)
         key, overflow = self.hot_keys.route(granted.project, parsed.partition_key, events, body)
-        request = AcceptedRequest(granted.project, int(time.time() * 1000), client_ip(scope),
-                                  headers.get("user-agent") or "", body, overflow)
+        request = AcceptedRequest(
+            granted.project, int(time.time() * 1000), client_ip(scope), headers.get("user-agent") or "", body, overflow
+        )
         try:
             await self.sink.submit(key, request)
         except Unavailable as exc:
@@ -227,8 +238,12 @@ class Collector:
     def _check_rate(granted, events: int) -> None:
         wait = granted.bucket.take(events)
         if wait:
-            raise Rejected(429, "rate_limited", f"this write key is over its rate limit; retry in {wait}s",
-                           [("retry-after", str(wait)), ("x-ratelimit-reset", str(wait))])
+            raise Rejected(
+                429,
+                "rate_limited",
+                f"this write key is over its rate limit; retry in {wait}s",
+                [("retry-after", str(wait)), ("x-ratelimit-reset", str(wait))],
+            )
 
     @staticmethod
     def _unavailable(code: str, message: str, events: int, cors: list) -> tuple[int, list, bytes]:

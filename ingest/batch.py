@@ -116,8 +116,9 @@ def _present(value) -> bool:
     return value is not None and value != ""
 
 
-def fast_batch(body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
-               max_events: int = MAX_BATCH_EVENTS) -> ParsedBatch | None:
+def fast_batch(
+    body: bytes, max_event_bytes: int = MAX_EVENT_BYTES, max_events: int = MAX_BATCH_EVENTS
+) -> ParsedBatch | None:
     """A /v1/batch body judged in one typed decode; None when it needs the long way (``decode`` + ``judge_batch``).
 
     Accepts exactly what the long way accepts and returns the same ParsedBatch; it never rejects, so every
@@ -133,7 +134,9 @@ def fast_batch(body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
     batch = doc.batch
     if not batch or len(batch) > max_events or doc.context is not None:
         return None
-    for event in batch:  # eventpipe.schemas.contract.required_problem for what _Event can hold (no booleans, finite floats)
+    for (
+        event
+    ) in batch:  # eventpipe.schemas.contract.required_problem for what _Event can hold (no booleans, finite floats)
         kind = event.type
         if kind not in EVENT_TYPES:
             return None
@@ -152,12 +155,17 @@ def fast_batch(body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
             return None
     first = batch[0]
     by = first.anonymousId or first.userId
-    if type(by) is int and not -2**63 <= by < 2**64:  # orjson reads such an integer as a float: its text differs
+    if type(by) is int and not -(2**63) <= by < 2**64:  # orjson reads such an integer as a float: its text differs
         return None
     key = doc.writeKey
     if key is None:
         key = first.writeKey
-    return ParsedBatch(body=body, events=len(batch), partition_key=partition_key(first.anonymousId, first.userId), write_key=key or None)
+    return ParsedBatch(
+        body=body,
+        events=len(batch),
+        partition_key=partition_key(first.anonymousId, first.userId),
+        write_key=key or None,
+    )
 
 
 def decode(body: bytes, limit: int, single: bool = False) -> dict:
@@ -172,8 +180,13 @@ def decode(body: bytes, limit: int, single: bool = False) -> dict:
     return doc
 
 
-def judge_batch(doc: dict, body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
-                max_events: int = MAX_BATCH_EVENTS, max_batch_bytes: int = MAX_BATCH_BYTES) -> ParsedBatch:
+def judge_batch(
+    doc: dict,
+    body: bytes,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    max_events: int = MAX_BATCH_EVENTS,
+    max_batch_bytes: int = MAX_BATCH_BYTES,
+) -> ParsedBatch:
     """Check a decoded /v1/batch body (step two); the stored body is ``body``, as sent."""
     batch = doc.get("batch")
     if type(batch) is not list or not batch:
@@ -191,10 +204,14 @@ def judge_batch(doc: dict, body: bytes, max_event_bytes: int = MAX_EVENT_BYTES,
         for i, event in enumerate(batch):
             size = _encoded_size(f"batch[{i}]", event)
             if size > max_event_bytes:
-                raise Rejected(413, "event_too_large",
-                               f"batch[{i}] is {size} bytes; an event may be at most {max_event_bytes} bytes")
-    return ParsedBatch(body=body, events=len(batch), partition_key=event_partition_key(batch[0]),
-                       write_key=write_key_in(doc))
+                raise Rejected(
+                    413,
+                    "event_too_large",
+                    f"batch[{i}] is {size} bytes; an event may be at most {max_event_bytes} bytes",
+                )
+    return ParsedBatch(
+        body=body, events=len(batch), partition_key=event_partition_key(batch[0]), write_key=write_key_in(doc)
+    )
 
 
 def judge_single(event: dict, kind: str) -> ParsedBatch:
@@ -212,8 +229,9 @@ def judge_single(event: dict, kind: str) -> ParsedBatch:
     return ParsedBatch(body=stored, events=1, partition_key=event_partition_key(event), write_key=key)
 
 
-def parse_batch(body: bytes, limit: int, max_event_bytes: int = MAX_EVENT_BYTES,
-                max_events: int = MAX_BATCH_EVENTS) -> ParsedBatch:
+def parse_batch(
+    body: bytes, limit: int, max_event_bytes: int = MAX_EVENT_BYTES, max_events: int = MAX_BATCH_EVENTS
+) -> ParsedBatch:
     """Check a /v1/batch body's shape; return what the collector needs to route it."""
     return judge_batch(decode(body, limit), body, max_event_bytes, max_events)
 

@@ -30,8 +30,13 @@ import logging
 import time
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (InvalidProducerEpoch, OutOfOrderSequenceNumber, ProducerClosed, ProducerFenced,
-                             UnknownProducerId)
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from eventpipe.ingest import metrics
 from eventpipe.ingest.errors import Unavailable
@@ -42,8 +47,13 @@ from eventpipe.schemas.bundle import AcceptedRequest, encode_bundle, encoded_siz
 
 # After these an idempotent producer can never send again (its sequence state is broken,
 # e.g. after a broker restart lost in-flight batches): only a new producer helps.
-FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced,
-                         ProducerClosed)
+FATAL_PRODUCER_ERRORS = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+    ProducerClosed,
+)
 
 log = logging.getLogger("eventpipe.collector")
 
@@ -87,9 +97,19 @@ class _Open:
 
 
 class Bundler:
-    def __init__(self, producer: AIOKafkaProducer, topic: str, partitions: int, window_ms: float,
-                 max_bytes: int, max_inflight_bytes: int, on_fatal=None, ack_timeout_ms: float = 2000,
-                 on_failure=None, compression: str | None = None):
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        partitions: int,
+        window_ms: float,
+        max_bytes: int,
+        max_inflight_bytes: int,
+        on_fatal=None,
+        ack_timeout_ms: float = 2000,
+        on_failure=None,
+        compression: str | None = None,
+    ):
         self.producer = producer
         self.on_fatal = on_fatal  # called once when the producer is beyond repair
         self.on_failure = on_failure  # called on every failed or timed-out bundle (readiness)
@@ -203,8 +223,9 @@ class Bundler:
         except Exception as exc:  # every waiter must hear of it
             self.last_error = exc
             metrics.BUNDLES.labels("failed").inc()
-            log.warning("Kafka write of a bundle (%d requests, partition %d) failed: %r",
-                        len(bundle.requests), partition, exc)
+            log.warning(
+                "Kafka write of a bundle (%d requests, partition %d) failed: %r", len(bundle.requests), partition, exc
+            )
             if isinstance(exc, FATAL_PRODUCER_ERRORS) and self.on_fatal is not None:
                 on_fatal, self.on_fatal = self.on_fatal, None
                 on_fatal(exc)

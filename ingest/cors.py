@@ -25,11 +25,15 @@ class Cors:
         listed = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
         self.any = "*" in listed
         self.origins = frozenset(listed)
-        self._any_headers: Headers = [("access-control-allow-origin", "*"),
-                                      ("access-control-expose-headers", EXPOSE_HEADERS)]
-        self._preflight: Headers = [("access-control-allow-methods", ALLOW_METHODS),
-                                    ("access-control-allow-headers", ALLOW_HEADERS),
-                                    ("access-control-max-age", MAX_AGE_S)]
+        self._any_headers: Headers = [
+            ("access-control-allow-origin", "*"),
+            ("access-control-expose-headers", EXPOSE_HEADERS),
+        ]
+        self._preflight: Headers = [
+            ("access-control-allow-methods", ALLOW_METHODS),
+            ("access-control-allow-headers", ALLOW_HEADERS),
+            ("access-control-max-age", MAX_AGE_S),
+        ]
 
     def headers(self, origin: str | None) -> Headers:
         """Headers for a response to a request from ``origin`` (none when it is not a browser's or not allowed)."""
@@ -38,8 +42,11 @@ class Cors:
         if self.any:
             return self._any_headers
         if origin in self.origins:
-            return [("access-control-allow-origin", origin), ("vary", "Origin"),
-                    ("access-control-expose-headers", EXPOSE_HEADERS)]
+            return [
+                ("access-control-allow-origin", origin),
+                ("vary", "Origin"),
+                ("access-control-expose-headers", EXPOSE_HEADERS),
+            ]
         return []
 
     def preflight(self, origin: str | None) -> Headers:

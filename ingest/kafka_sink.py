@@ -36,8 +36,10 @@ RECORD_COMPRESSIONS = ("lz4", "zstd", "none")
 class KafkaSink:
     def __init__(self, settings: Settings):
         if settings.record_compression not in RECORD_COMPRESSIONS:
-            raise ValueError(f"EVENTPIPE_RECORD_COMPRESSION must be one of {', '.join(RECORD_COMPRESSIONS)}, "
-                             f"not {settings.record_compression!r}")
+            raise ValueError(
+                f"EVENTPIPE_RECORD_COMPRESSION must be one of {', '.join(RECORD_COMPRESSIONS)}, "
+                f"not {settings.record_compression!r}"
+            )
         self.settings = settings
         self.producer: AIOKafkaProducer | None = None
         self.bundler: Bundler | None = None
@@ -96,13 +98,20 @@ class KafkaSink:
                 delay = min(delay * 2, 5.0)
                 continue
             self.producer = producer
-            self.bundler = Bundler(producer, s.topic_raw, partitions, s.bundle_window_ms, s.bundle_max_bytes,
-                                   max_inflight_bytes=s.max_inflight_bytes, on_fatal=self._replace_producer,
-                                   ack_timeout_ms=s.ack_timeout_ms, on_failure=self._on_failure,
-                                   compression=None if s.record_compression == "none" else s.record_compression)
+            self.bundler = Bundler(
+                producer,
+                s.topic_raw,
+                partitions,
+                s.bundle_window_ms,
+                s.bundle_max_bytes,
+                max_inflight_bytes=s.max_inflight_bytes,
+                on_fatal=self._replace_producer,
+                ack_timeout_ms=s.ack_timeout_ms,
+                on_failure=self._on_failure,
+                compression=None if s.record_compression == "none" else s.record_compression,
+            )
             self._set_reachable(True)
-            log.info("collector connected to Kafka %s (%s: %d partitions)", s.kafka_bootstrap, s.topic_raw,
-                     partitions)
+            log.info("collector connected to Kafka %s (%s: %d partitions)", s.kafka_bootstrap, s.topic_raw, partitions)
             return
 
     def _replace_producer(self, exc: BaseException) -> None:

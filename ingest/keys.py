@@ -92,8 +92,7 @@ def load_keys(settings) -> dict[str, tuple[str, float]]:
     if settings.write_keys_file:
         for key, entry in load_file(Path(settings.write_keys_file), rate).items():
             if key in keys and keys[key][0] != entry[0]:
-                raise ValueError(f"write key {fingerprint(key)} is given for both {keys[key][0]!r} and "
-                                 f"{entry[0]!r}")
+                raise ValueError(f"write key {fingerprint(key)} is given for both {keys[key][0]!r} and {entry[0]!r}")
             keys[key] = entry
     return keys
 
@@ -133,7 +132,7 @@ def load_file(path: Path, default_rate: float) -> dict[str, tuple[str, float]]:
         if isinstance(spec, list):
             spec = {"keys": spec}
         if not isinstance(spec, dict) or not isinstance(spec.get("keys"), list):
-            raise ValueError(f"{path}: project {project!r}: expected a list of keys or {{\"keys\": [...]}}")
+            raise ValueError(f'{path}: project {project!r}: expected a list of keys or {{"keys": [...]}}')
         rate = spec.get("rate_limit_events_per_s", default_rate)
         if not isinstance(rate, (int, float)) or rate < 0:
             raise ValueError(f"{path}: project {project!r}: rate_limit_events_per_s must be a number >= 0")
@@ -141,8 +140,9 @@ def load_file(path: Path, default_rate: float) -> dict[str, tuple[str, float]]:
             if not isinstance(key, str) or not key:
                 raise ValueError(f"{path}: project {project!r}: every key must be a non-empty string")
             if key in keys and keys[key][0] != project:
-                raise ValueError(f"{path}: write key {fingerprint(key)} is given for both {keys[key][0]!r} and "
-                                 f"{project!r}")
+                raise ValueError(
+                    f"{path}: write key {fingerprint(key)} is given for both {keys[key][0]!r} and {project!r}"
+                )
             keys[key] = (project, float(rate))
     return keys
 

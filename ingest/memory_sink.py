@@ -35,5 +35,8 @@ class MemorySink:
 
     def events(self) -> list[dict]:
         """Every event that reached the sink, in order, as stored (each with its request's ``project``)."""
-        return [{**event, "project": request.project}
-                for _, request in self.requests for event in orjson.loads(request.body)["batch"]]
+        return [
+            {**event, "project": request.project}
+            for _, request in self.requests
+            for event in orjson.loads(request.body)["batch"]
+        ]

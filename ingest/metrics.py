@@ -67,11 +67,13 @@ class _Hot:
             yield from metric.collect()
 
 
-REQUESTS = HotCounter("eventpipe_collector_requests_total", "HTTP requests answered, by path and status code",
-                      ("path", "code"))
+REQUESTS = HotCounter(
+    "eventpipe_collector_requests_total", "HTTP requests answered, by path and status code", ("path", "code")
+)
 EVENTS = HotCounter("eventpipe_collector_events_total", "Events in answered requests, by outcome", ("outcome",))
 REQUEST_SECONDS = HotHistogram(
-    "eventpipe_collector_request_duration_seconds", "Time from body read to response, including the Kafka ack",
+    "eventpipe_collector_request_duration_seconds",
+    "Time from body read to response, including the Kafka ack",
     buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 REGISTRY.register(_Hot(REQUESTS, EVENTS, REQUEST_SECONDS))
@@ -80,17 +82,25 @@ for _outcome in ("accepted", "rejected", "unavailable"):
 
 REJECTED = Counter("eventpipe_collector_rejected_requests_total", "Requests refused, by reason code", ["reason"])
 BUNDLES = Counter("eventpipe_collector_bundles_total", "Kafka records (bundles) sent, by outcome", ["outcome"])
-BUNDLE_BYTES = Histogram("eventpipe_collector_bundle_bytes", "Encoded size of a bundle",
-                         buckets=(1e3, 4e3, 16e3, 64e3, 256e3, 512e3, 1e6))
-RECORD_BYTES = Histogram("eventpipe_collector_record_batch_bytes",
-                         "Bytes of a bundle's Kafka record batch as sent (after compression, if any)",
-                         buckets=(500, 1e3, 4e3, 16e3, 64e3, 256e3, 512e3, 1e6))
-BUNDLE_REQUESTS = Histogram("eventpipe_collector_bundle_requests", "Requests per bundle",
-                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
-ACK_SECONDS = Histogram("eventpipe_collector_kafka_ack_seconds", "Time from bundle close to broker ack",
-                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0))
-KAFKA_REACHABLE = Gauge("eventpipe_collector_kafka_reachable",
-                        "1 while the broker answers metadata requests (what /readyz reports), else 0")
+BUNDLE_BYTES = Histogram(
+    "eventpipe_collector_bundle_bytes", "Encoded size of a bundle", buckets=(1e3, 4e3, 16e3, 64e3, 256e3, 512e3, 1e6)
+)
+RECORD_BYTES = Histogram(
+    "eventpipe_collector_record_batch_bytes",
+    "Bytes of a bundle's Kafka record batch as sent (after compression, if any)",
+    buckets=(500, 1e3, 4e3, 16e3, 64e3, 256e3, 512e3, 1e6),
+)
+BUNDLE_REQUESTS = Histogram(
+    "eventpipe_collector_bundle_requests", "Requests per bundle", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+)
+ACK_SECONDS = Histogram(
+    "eventpipe_collector_kafka_ack_seconds",
+    "Time from bundle close to broker ack",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+KAFKA_REACHABLE = Gauge(
+    "eventpipe_collector_kafka_reachable", "1 while the broker answers metadata requests (what /readyz reports), else 0"
+)
 
 _rejected: dict = {}
 

@@ -34,8 +34,10 @@ from collections import OrderedDict
 
 from prometheus_client import Counter, Gauge
 
-HOT_REQUESTS = Counter("eventpipe_collector_hot_key_requests_total",
-                       "Requests of a (project, device) over EVENTPIPE_HOT_KEY_EVENTS_PER_S, spread over partitions")
+HOT_REQUESTS = Counter(
+    "eventpipe_collector_hot_key_requests_total",
+    "Requests of a (project, device) over EVENTPIPE_HOT_KEY_EVENTS_PER_S, spread over partitions",
+)
 HOT_EVENTS = Counter("eventpipe_collector_hot_key_events_total", "Events in those requests")
 TRACKED = Gauge("eventpipe_collector_hot_key_tracked", "(project, device) keys whose rate the collector tracks")
 
@@ -46,8 +48,9 @@ _MESSAGE_ID = re.compile(rb'"messageId"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
 class HotKeys:
     __slots__ = ("rate", "capacity", "sticky", "buckets", "_clock", "_spread")
 
-    def __init__(self, events_per_s: float, capacity: int = 10_000, sticky_seconds: float = 3600.0,
-                 clock=time.monotonic):
+    def __init__(
+        self, events_per_s: float, capacity: int = 10_000, sticky_seconds: float = 3600.0, clock=time.monotonic
+    ):
         self.rate = events_per_s
         self.capacity = capacity
         self.sticky = sticky_seconds

@@ -40,9 +40,11 @@ log = logging.getLogger("eventpipe.collector")
 
 PERIODS = {"day": 86400, "hour": 3600}
 MODES = ("reject", "drop")
-OVER_QUOTA = Counter("eventpipe_collector_quota_events_total",
-                     "Events of projects over their quota: refused (429) or dropped (200, not stored)",
-                     ["project", "outcome"])
+OVER_QUOTA = Counter(
+    "eventpipe_collector_quota_events_total",
+    "Events of projects over their quota: refused (429) or dropped (200, not stored)",
+    ["project", "outcome"],
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +64,16 @@ def parse_quotas(text: str, default_mode: str = "reject") -> dict[str, Quota]:
         spec, _, mode = spec.partition(":")
         count, _, period = spec.partition("/")
         mode = mode.strip() or default_mode
-        if not sep or not project.strip() or not count.strip().isdigit() or period.strip() not in PERIODS \
-                or mode not in MODES:
-            raise ValueError(f"EVENTPIPE_QUOTAS: entry {n}: expected project=N/day or project=N/hour, "
-                             "optionally :reject or :drop")
+        if (
+            not sep
+            or not project.strip()
+            or not count.strip().isdigit()
+            or period.strip() not in PERIODS
+            or mode not in MODES
+        ):
+            raise ValueError(
+                f"EVENTPIPE_QUOTAS: entry {n}: expected project=N/day or project=N/hour, optionally :reject or :drop"
+            )
         quotas[project.strip()] = Quota(int(count), PERIODS[period.strip()], mode)
     return quotas
 
@@ -73,8 +81,14 @@ def parse_quotas(text: str, default_mode: str = "reject") -> dict[str, Quota]:
 class Quotas:
     """Admission per project against its quota; the counts it shares live in ``events.quota``."""
 
-    def __init__(self, quotas: dict[str, Quota], bootstrap: str = "", sync_seconds: float = 1.0,
-                 topic: str = QUOTA_TOPIC, clock=time.time):
+    def __init__(
+        self,
+        quotas: dict[str, Quota],
+        bootstrap: str = "",
+        sync_seconds: float = 1.0,
+        topic: str = QUOTA_TOPIC,
+        clock=time.time,
+    ):
         self.quotas = quotas
         self.bootstrap = bootstrap
         self.sync_seconds = sync_seconds
@@ -92,8 +106,9 @@ class Quotas:
 
     @classmethod
     def from_settings(cls, settings) -> "Quotas":
-        return cls(parse_quotas(settings.quotas, settings.quota_mode), settings.kafka_bootstrap,
-                   settings.quota_sync_seconds)
+        return cls(
+            parse_quotas(settings.quotas, settings.quota_mode), settings.kafka_bootstrap, settings.quota_sync_seconds
+        )
 
     # --- admission (on the request path: dict look-ups only) -------------------------------------------
     def admit(self, project: str, events: int) -> bool:
@@ -122,9 +137,13 @@ class Quotas:
         own[2] += events
         OVER_QUOTA.labels(project, "refused").inc(events)
         wait = str(max(1, math.ceil(start + quota.period - now)))
-        raise Rejected(429, "over_quota", f"project over its quota of {quota.limit} events per "
-                       f"{'day' if quota.period == 86400 else 'hour'}; retry in {wait}s",
-                       [("retry-after", wait), ("x-ratelimit-reset", wait)])
+        raise Rejected(
+            429,
+            "over_quota",
+            f"project over its quota of {quota.limit} events per "
+            f"{'day' if quota.period == 86400 else 'hour'}; retry in {wait}s",
+            [("retry-after", wait), ("x-ratelimit-reset", wait)],
+        )
 
     def refund(self, project: str, events: int) -> None:
         """Admitted events that Kafka did not take (503): not used."""
@@ -139,9 +158,17 @@ class Quotas:
         project, start = key
         accepted, dropped, refused = self.own[key]
         quota = self.quotas[project]
-        value = {"project": project, "period": start, "period_seconds": quota.period, "quota": quota.limit,
-                 "replica": self.replica, "accepted": accepted, "dropped": dropped, "refused": refused,
-                 "at": int(self.clock() * 1000)}
+        value = {
+            "project": project,
+            "period": start,
+            "period_seconds": quota.period,
+            "quota": quota.limit,
+            "replica": self.replica,
+            "accepted": accepted,
+            "dropped": dropped,
+            "refused": refused,
+            "at": int(self.clock() * 1000),
+        }
         return f"{project}|{start}|{self.replica}".encode(), orjson.dumps(value)
 
     def apply(self, value: bytes | None) -> None:
@@ -150,7 +177,11 @@ class Quotas:
             return
         try:
             doc = orjson.loads(value)
-            key, replica, accepted = (str(doc["project"]), int(doc["period"])), str(doc["replica"]), int(doc["accepted"])
+            key, replica, accepted = (
+                (str(doc["project"]), int(doc["period"])),
+                str(doc["replica"]),
+                int(doc["accepted"]),
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return  # not ours to judge; a bad record must not stop admission
         if replica != self.replica:
@@ -162,8 +193,9 @@ class Quotas:
             return
         keys, self._dirty = self._dirty, set()
         try:
-            await asyncio.gather(*[self._producer.send_and_wait(self.topic, value, key=key)
-                                   for key, value in map(self.record, keys)])
+            await asyncio.gather(
+                *[self._producer.send_and_wait(self.topic, value, key=key) for key, value in map(self.record, keys)]
+            )
         except BaseException:  # also cancelled (at stop): the next round, or the last one, sends them again
             self._dirty |= keys
             raise
@@ -175,8 +207,10 @@ class Quotas:
     async def start(self) -> None:
         if not self.quotas:
             return
-        self._tasks = [asyncio.get_running_loop().create_task(self._read()),
-                       asyncio.get_running_loop().create_task(self._sync())]
+        self._tasks = [
+            asyncio.get_running_loop().create_task(self._read()),
+            asyncio.get_running_loop().create_task(self._sync()),
+        ]
 
     async def stop(self) -> None:
         """Publish every count of this process once more: the next process starts from them."""
@@ -188,8 +222,9 @@ class Quotas:
         self._dirty |= set(self.own)
         try:
             if self._producer is None:
-                self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                                  client_id="eventpipe-collector-quotas")
+                self._producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap, acks="all", client_id="eventpipe-collector-quotas"
+                )
                 await asyncio.wait_for(self._producer.start(), 5.0)
             await asyncio.wait_for(self.publish(), 5.0)
             log.info("published the last quota counts of %d project periods", len(self.own))
@@ -202,8 +237,9 @@ class Quotas:
         while True:
             try:
                 if self._producer is None:
-                    producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                                client_id="eventpipe-collector-quotas")
+                    producer = AIOKafkaProducer(
+                        bootstrap_servers=self.bootstrap, acks="all", client_id="eventpipe-collector-quotas"
+                    )
                     await producer.start()
                     self._producer = producer
                 await self.publish()
@@ -216,8 +252,12 @@ class Quotas:
     async def _read(self) -> None:
         """Read the topic from its start to its end (then ``loaded``), and follow it."""
         while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                        group_id=None, client_id="eventpipe-collector-quotas")
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                group_id=None,
+                client_id="eventpipe-collector-quotas",
+            )
             try:
                 await consumer.start()
                 tp = TopicPartition(self.topic, 0)

@@ -23,8 +23,13 @@ def granian_server(settings: Settings, target: str = "eventpipe.ingest.app:app")
     """``target``: the collector application to serve (``module:name``; benchmarks serve one with another sink)."""
     header_bytes = max(MIN_BUFFER, settings.max_header_bytes)
     return Granian(
-        target, address=settings.collector_host, port=settings.collector_port, interface="rsgi",
-        workers=settings.collector_workers, loop="uvloop", log_access=False,
+        target,
+        address=settings.collector_host,
+        port=settings.collector_port,
+        interface="rsgi",
+        workers=settings.collector_workers,
+        loop="uvloop",
+        log_access=False,
         http1_settings=HTTP1Settings(max_buffer_size=header_bytes),
         http2_settings=HTTP2Settings(max_headers_size=header_bytes),
     )

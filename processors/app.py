@@ -59,8 +59,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.processor_session_timeout / 4,
     )
     raw_topic = app.topic(settings.topic_raw, value_type=bytes, value_serializer="raw")
-    dlq_topic = app.topic(settings.topic_dlq, key_type=bytes, value_type=bytes, key_serializer="raw",
-                          value_serializer="raw")
+    dlq_topic = app.topic(
+        settings.topic_dlq, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
     health = WriteHealth(settings.processor_stall_seconds)
     health.export()
 
@@ -77,8 +78,13 @@ def create_app(settings: Settings) -> faust.App:
     @functools.cache
     def writer() -> EventWriter:
         suppressor.refresh(store())  # before the first batch: a forgotten id is not stored even right after a start
-        return EventWriter(store(), settings.topic_raw, Rules.from_settings(settings),
-                           settings.processor_batch_max_bytes, suppress=suppressor.apply)
+        return EventWriter(
+            store(),
+            settings.topic_raw,
+            Rules.from_settings(settings),
+            settings.processor_batch_max_bytes,
+            suppress=suppressor.apply,
+        )
 
     @functools.cache
     def replay_reader() -> KafkaRangeReader:
@@ -99,8 +105,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(raw_topic)
     async def write_events(stream):
         # take_events acks a batch only after this loop body: offsets follow the inserts, never lead them.
-        async for events in stream.take_events(settings.processor_batch_records,
-                                               within=settings.processor_batch_seconds):
+        async for events in stream.take_events(
+            settings.processor_batch_records, within=settings.processor_batch_seconds
+        ):
             records = [(e.message.partition, e.message.offset, e.value) for e in events]
             health.started(min(e.message.timestamp for e in events))  # faust: seconds
             work = asyncio.ensure_future(batches.handle(records, events))

@@ -77,11 +77,29 @@ LATE_DAYS = 2  # events dated this much before their receipt still count in the 
 # the collector's own endpoints: not traffic, and the dashboard's scrapes would count as requests
 NOT_INGEST = frozenset({"/metrics", "/healthz", "/readyz"})
 # projects with a quota, this period: limit, accepted, dropped and refused over it (ingest/quotas.py)
-QUOTAS_SQL = ("SELECT project, max(quota), sum(accepted), sum(dropped), sum(refused) FROM quota_usage FINAL "
-              "WHERE period + period_seconds > now() GROUP BY project ORDER BY project")
-SERIES = ("collector_p99", "freshness_p99", "oldest_unwritten", "lag", "requests", "refused_4xx", "refused_5xx",
-          "accepted_events", "written_events", "rejected_events", "broker", "collector_up", "writes",
-          "cpu_processor", "cpu_collector", "rss_processor", "rss_collector")
+QUOTAS_SQL = (
+    "SELECT project, max(quota), sum(accepted), sum(dropped), sum(refused) FROM quota_usage FINAL "
+    "WHERE period + period_seconds > now() GROUP BY project ORDER BY project"
+)
+SERIES = (
+    "collector_p99",
+    "freshness_p99",
+    "oldest_unwritten",
+    "lag",
+    "requests",
+    "refused_4xx",
+    "refused_5xx",
+    "accepted_events",
+    "written_events",
+    "rejected_events",
+    "broker",
+    "collector_up",
+    "writes",
+    "cpu_processor",
+    "cpu_collector",
+    "rss_processor",
+    "rss_collector",
+)
 
 Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), sorted, ending with +Inf
 
@@ -97,7 +115,7 @@ def histogram_quantile(q: float, buckets: Buckets) -> float | None:
     upper, count = buckets[i]
     if math.isinf(upper):  # above the last finite bound: that bound is the best answer there is
         return buckets[i - 1][0] if i > 0 else None
-    lower, below = (buckets[i - 1] if i > 0 else (0.0, 0.0))
+    lower, below = buckets[i - 1] if i > 0 else (0.0, 0.0)
     if count == below:
         return upper
     return lower + (upper - lower) * (rank - below) / (count - below)
@@ -177,18 +195,22 @@ class History:
     def since(self, t0: float | None) -> dict:
         """The points after ``t0`` (all with None), as columns."""
         start = 0 if t0 is None else bisect.bisect_right(self.t, t0)  # deques index in O(n): fine at this size
-        return {"t": list(self.t)[start:], "series": {name: list(values)[start:]
-                                                      for name, values in self.series.items()}}
+        return {
+            "t": list(self.t)[start:],
+            "series": {name: list(values)[start:] for name, values in self.series.items()},
+        }
 
 
 def _own_metrics() -> dict:
     samples = [s for family in REGISTRY.collect() for s in family.samples]
-    return {"lag": _value(samples, "eventpipe_processor_lag_records"),
-            "freshness": _histogram(samples, "eventpipe_freshness_seconds"),
-            "written": _value(samples, "eventpipe_processor_events_written_total") or 0.0,
-            "rejected": _value(samples, "eventpipe_processor_events_rejected_total") or 0.0,
-            "cpu": _value(samples, "process_cpu_seconds_total"),
-            "rss": _value(samples, "process_resident_memory_bytes")}
+    return {
+        "lag": _value(samples, "eventpipe_processor_lag_records"),
+        "freshness": _histogram(samples, "eventpipe_freshness_seconds"),
+        "written": _value(samples, "eventpipe_processor_events_written_total") or 0.0,
+        "rejected": _value(samples, "eventpipe_processor_events_rejected_total") or 0.0,
+        "cpu": _value(samples, "process_cpu_seconds_total"),
+        "rss": _value(samples, "process_resident_memory_bytes"),
+    }
 
 
 def _collector_metrics(text: str) -> dict:
@@ -228,8 +250,9 @@ def _code_sum(snap: dict, first_digit: str) -> float:
     return sum(n for code, n in snap["codes"].items() if code.startswith(first_digit))
 
 
-def history_point(seconds: float, own: dict, own_then: dict, collector: dict | None, collector_then: dict | None,
-                  writes: dict | None) -> dict:
+def history_point(
+    seconds: float, own: dict, own_then: dict, collector: dict | None, collector_then: dict | None, writes: dict | None
+) -> dict:
     """One history point from cumulative snapshots ``seconds`` apart (a collector snapshot is None when its
     scrape failed: its numbers are then unknown, not zero)."""
     freshness = bucket_delta(own["freshness"], own_then.get("freshness"))
@@ -252,15 +275,18 @@ def history_point(seconds: float, own: dict, own_then: dict, collector: dict | N
     if collector_then is None:
         return point
     latency = bucket_delta(collector["latency"], collector_then["latency"])
-    point.update({
-        "collector_p99": _round(histogram_quantile(0.99, latency), 5),
-        "requests": _counter_rate(collector, collector_then, "requests", seconds),
-        "refused_4xx": _round(_rate(_code_sum(collector, "4"), _code_sum(collector_then, "4"), seconds)),
-        "refused_5xx": _round(_rate(_code_sum(collector, "5"), _code_sum(collector_then, "5"), seconds)),
-        "accepted_events": _round(_rate(collector["events"].get("accepted", 0.0),
-                                        collector_then["events"].get("accepted", 0.0), seconds)),
-        "cpu_collector": _counter_rate(collector, collector_then, "cpu", seconds),
-    })
+    point.update(
+        {
+            "collector_p99": _round(histogram_quantile(0.99, latency), 5),
+            "requests": _counter_rate(collector, collector_then, "requests", seconds),
+            "refused_4xx": _round(_rate(_code_sum(collector, "4"), _code_sum(collector_then, "4"), seconds)),
+            "refused_5xx": _round(_rate(_code_sum(collector, "5"), _code_sum(collector_then, "5"), seconds)),
+            "accepted_events": _round(
+                _rate(collector["events"].get("accepted", 0.0), collector_then["events"].get("accepted", 0.0), seconds)
+            ),
+            "cpu_collector": _counter_rate(collector, collector_then, "cpu", seconds),
+        }
+    )
     return point
 
 
@@ -313,8 +339,10 @@ class Dashboard:
     async def scrape_collector(self, now: float) -> None:
         self.last_scrape = now
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session, \
-                    session.get(self.collector_url) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session,
+                session.get(self.collector_url) as resp,
+            ):
                 if resp.status != 200:
                     raise RuntimeError(f"HTTP {resp.status}")
                 text = await resp.text()
@@ -333,34 +361,51 @@ class Dashboard:
         # more than LATE_DAYS before they arrived (a small share: devices long offline) are not counted.
         late = f"timestamp >= now() - INTERVAL {LATE_DAYS} DAY"
         recent = f"received_at >= now64(3) - INTERVAL {WINDOW_SECONDS} SECOND AND {late}"
-        accepted = q(f"SELECT toUnixTimestamp(toStartOfInterval(received_at, INTERVAL {BIN_SECONDS} SECOND)) AS t, "
-                     f"count() FROM events WHERE {recent} GROUP BY t ORDER BY t")
-        last_minute = q(f"SELECT count() FROM events WHERE received_at >= now64(3) - INTERVAL {RATE_SECONDS} SECOND "
-                        f"AND {late}")[0][0]
-        top = q(f"SELECT event, count() AS n FROM events WHERE {recent} GROUP BY event "
-                f"ORDER BY n DESC, event LIMIT {TOP_EVENTS}")
+        accepted = q(
+            f"SELECT toUnixTimestamp(toStartOfInterval(received_at, INTERVAL {BIN_SECONDS} SECOND)) AS t, "
+            f"count() FROM events WHERE {recent} GROUP BY t ORDER BY t"
+        )
+        last_minute = q(
+            f"SELECT count() FROM events WHERE received_at >= now64(3) - INTERVAL {RATE_SECONDS} SECOND AND {late}"
+        )[0][0]
+        top = q(
+            f"SELECT event, count() AS n FROM events WHERE {recent} GROUP BY event "
+            f"ORDER BY n DESC, event LIMIT {TOP_EVENTS}"
+        )
         out = {
-            "accepted": {"series": [[int(t), int(n)] for t, n in accepted],
-                         "per_second": round(last_minute / RATE_SECONDS, 3)},
+            "accepted": {
+                "series": [[int(t), int(n)] for t, n in accepted],
+                "per_second": round(last_minute / RATE_SECONDS, 3),
+            },
             "top_events": [[str(e), int(n)] for e, n in top],
             "rejected": None,
         }
-        exists = q("SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                   "AND name = 'events_rejected'")[0][0]
+        exists = q("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'events_rejected'")[
+            0
+        ][0]
         if exists:
             window = f"received_at >= now64(3) - INTERVAL {WINDOW_SECONDS} SECOND"
-            series = q(f"SELECT toUnixTimestamp(toStartOfInterval(received_at, INTERVAL {BIN_SECONDS} SECOND)) AS t, "
-                       f"count() FROM events_rejected WHERE {window} GROUP BY t ORDER BY t")
-            reasons = q(f"SELECT reason, count() AS n FROM events_rejected WHERE {window} "
-                        "GROUP BY reason ORDER BY n DESC, reason")
-            minute = q(f"SELECT count() FROM events_rejected "
-                       f"WHERE received_at >= now64(3) - INTERVAL {RATE_SECONDS} SECOND")[0][0]
-            out["rejected"] = {"series": [[int(t), int(n)] for t, n in series],
-                               "by_reason": [[str(r), int(n)] for r, n in reasons],
-                               "per_second": round(minute / RATE_SECONDS, 3)}
-        out["quotas"] = [[str(p), int(limit), int(a), int(d), int(r)] for p, limit, a, d, r in q(QUOTAS_SQL)] \
-            if q("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'quota_usage'")[0][0] \
+            series = q(
+                f"SELECT toUnixTimestamp(toStartOfInterval(received_at, INTERVAL {BIN_SECONDS} SECOND)) AS t, "
+                f"count() FROM events_rejected WHERE {window} GROUP BY t ORDER BY t"
+            )
+            reasons = q(
+                f"SELECT reason, count() AS n FROM events_rejected WHERE {window} "
+                "GROUP BY reason ORDER BY n DESC, reason"
+            )
+            minute = q(
+                f"SELECT count() FROM events_rejected WHERE received_at >= now64(3) - INTERVAL {RATE_SECONDS} SECOND"
+            )[0][0]
+            out["rejected"] = {
+                "series": [[int(t), int(n)] for t, n in series],
+                "by_reason": [[str(r), int(n)] for r, n in reasons],
+                "per_second": round(minute / RATE_SECONDS, 3),
+            }
+        out["quotas"] = (
+            [[str(p), int(limit), int(a), int(d), int(r)] for p, limit, a, d, r in q(QUOTAS_SQL)]
+            if q("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'quota_usage'")[0][0]
             else []
+        )
         return out
 
     async def store_data(self) -> dict:
@@ -371,8 +416,7 @@ class Dashboard:
                     data = await asyncio.to_thread(self._store_data)
                     data["error"] = None
                 except Exception as exc:  # noqa: BLE001 - shown on the page; the other tiles still work
-                    data = {"accepted": None, "top_events": [], "rejected": None, "quotas": [],
-                            "error": str(exc)[:300]}
+                    data = {"accepted": None, "top_events": [], "rejected": None, "quotas": [], "error": str(exc)[:300]}
                 self._store_cache = (now, data)
             return self._store_cache[1]
 
@@ -381,10 +425,13 @@ class Dashboard:
     def _freshness(self, t: float, snap: dict) -> dict:
         base = self.own.older(t, RATE_SECONDS)
         buckets = bucket_delta(snap["freshness"], base[1]["freshness"] if base else None)
-        return {"p50": _round(histogram_quantile(0.5, buckets)), "p99": _round(histogram_quantile(0.99, buckets)),
-                "p99_above_top_bucket": above_top_bucket(0.99, buckets),
-                "observations": int(buckets[-1][1]) if buckets else 0,
-                "window_seconds": round(t - base[0]) if base else None}
+        return {
+            "p50": _round(histogram_quantile(0.5, buckets)),
+            "p99": _round(histogram_quantile(0.99, buckets)),
+            "p99_above_top_bucket": above_top_bucket(0.99, buckets),
+            "observations": int(buckets[-1][1]) if buckets else 0,
+            "window_seconds": round(t - base[0]) if base else None,
+        }
 
     @staticmethod
     def _process(t: float, snap: dict, snapshots: Snapshots) -> dict:
@@ -396,8 +443,12 @@ class Dashboard:
         return {"cpu_cores": cpu, "rss_bytes": None if snap.get("rss") is None else int(snap["rss"])}
 
     def _collector(self) -> dict:
-        out = {"url": self.collector_url, "reachable": self.collector_error is None and bool(self.collector.items),
-               "error": self.collector_error, "kafka_reachable": None}
+        out = {
+            "url": self.collector_url,
+            "reachable": self.collector_error is None and bool(self.collector.items),
+            "error": self.collector_error,
+            "kafka_reachable": None,
+        }
         latest = self.collector.latest()
         if latest is None or self.collector_error is not None:
             return out  # no numbers rather than stale ones
@@ -409,32 +460,46 @@ class Dashboard:
         if latency and latency[-1][1] == 0 and t - self.collector.items[0][0] < RATE_SECONDS:
             # watched for less than a minute and no request since: what the collector saw since it started
             latency, latency_window = snap["latency"], None
-        rejected = {reason: (_rate(n, base[1]["rejected"].get(reason, 0.0), window) if base else None)
-                    for reason, n in snap["rejected"].items()}
-        events = {outcome: (_round(_rate(n, base[1]["events"].get(outcome, 0.0), window), 3) if base else None)
-                  for outcome, n in sorted(snap["events"].items())}
-        codes = [[code, _round(_rate(n, base[1]["codes"].get(code, 0.0), window), 3) if base else None, int(n)]
-                 for code, n in sorted(snap["codes"].items())]
+        rejected = {
+            reason: (_rate(n, base[1]["rejected"].get(reason, 0.0), window) if base else None)
+            for reason, n in snap["rejected"].items()
+        }
+        events = {
+            outcome: (_round(_rate(n, base[1]["events"].get(outcome, 0.0), window), 3) if base else None)
+            for outcome, n in sorted(snap["events"].items())
+        }
+        codes = [
+            [code, _round(_rate(n, base[1]["codes"].get(code, 0.0), window), 3) if base else None, int(n)]
+            for code, n in sorted(snap["codes"].items())
+        ]
         refused = [c for c in codes if not c[0].startswith("2")]
-        out.update({
-            "kafka_reachable": snap["kafka_reachable"],
-            "p99_seconds": _round(histogram_quantile(0.99, latency), 5),
-            "p99_above_top_bucket": above_top_bucket(0.99, latency),
-            "latency_window_seconds": latency_window,
-            "p50_seconds": _round(histogram_quantile(0.5, latency), 5),
-            "requests_per_second": _round(_rate(snap["requests"], base[1]["requests"], window), 3) if base else None,
-            "rejected_requests_per_second": _round(sum(rejected.values()), 3) if base else None,
-            "rejected_requests_total": int(sum(snap["rejected"].values())),
-            "rejected_by_reason": {r: (_round(v, 3) if v is not None else None) for r, v in sorted(rejected.items())},
-            "refusals_by_reason": sorted(([r, _round(v, 3), int(snap["rejected"][r])] for r, v in rejected.items()),
-                                         key=lambda row: (-(row[1] or 0), -row[2], row[0])),
-            "requests_by_code": codes,
-            "refused_requests_per_second": _round(sum(c[1] for c in refused), 3) if base else None,
-            "refused_requests_total": sum(c[2] for c in refused),
-            "events_per_second": events,
-            "window_seconds": round(window) if window else None,
-            "process": self._process(t, snap, self.collector),
-        })
+        out.update(
+            {
+                "kafka_reachable": snap["kafka_reachable"],
+                "p99_seconds": _round(histogram_quantile(0.99, latency), 5),
+                "p99_above_top_bucket": above_top_bucket(0.99, latency),
+                "latency_window_seconds": latency_window,
+                "p50_seconds": _round(histogram_quantile(0.5, latency), 5),
+                "requests_per_second": _round(_rate(snap["requests"], base[1]["requests"], window), 3)
+                if base
+                else None,
+                "rejected_requests_per_second": _round(sum(rejected.values()), 3) if base else None,
+                "rejected_requests_total": int(sum(snap["rejected"].values())),
+                "rejected_by_reason": {
+                    r: (_round(v, 3) if v is not None else None) for r, v in sorted(rejected.items())
+                },
+                "refusals_by_reason": sorted(
+                    ([r, _round(v, 3), int(snap["rejected"][r])] for r, v in rejected.items()),
+                    key=lambda row: (-(row[1] or 0), -row[2], row[0]),
+                ),
+                "requests_by_code": codes,
+                "refused_requests_per_second": _round(sum(c[1] for c in refused), 3) if base else None,
+                "refused_requests_total": sum(c[2] for c in refused),
+                "events_per_second": events,
+                "window_seconds": round(window) if window else None,
+                "process": self._process(t, snap, self.collector),
+            }
+        )
         return out
 
     async def data(self, since: float | None = None) -> dict:
@@ -457,8 +522,12 @@ class Dashboard:
             "freshness": self._freshness(now, own),
             "collector": self._collector(),
             "processor": self._process(now, own, self.own),
-            "history": {"started_at": round(self.started_at, 3), "seconds": HISTORY_SECONDS,
-                        "step_seconds": self.history.step, **self.history.since(since)},
+            "history": {
+                "started_at": round(self.started_at, 3),
+                "seconds": HISTORY_SECONDS,
+                "step_seconds": self.history.step,
+                **self.history.since(since),
+            },
         }
 
 

@@ -41,10 +41,19 @@ def dead_letter(row: dict) -> bytes:
     if isinstance(received, datetime):
         received = received.astimezone(timezone.utc).isoformat(timespec="milliseconds")
     letter = {
-        "reason": row["reason"], "message": row["message"], "project": row["project"], "event": row["event"],
-        "message_id": row["message_id"], "received_at": received,
-        "source": {"topic": row["kafka_topic"], "partition": row["kafka_partition"], "offset": row["kafka_offset"],
-                   "request_index": row["request_index"], "event_index": row["event_index"]},
+        "reason": row["reason"],
+        "message": row["message"],
+        "project": row["project"],
+        "event": row["event"],
+        "message_id": row["message_id"],
+        "received_at": received,
+        "source": {
+            "topic": row["kafka_topic"],
+            "partition": row["kafka_partition"],
+            "offset": row["kafka_offset"],
+            "request_index": row["request_index"],
+            "event_index": row["event_index"],
+        },
         "payload": row["payload"],
     }
     encoded = orjson.dumps(letter)
@@ -53,7 +62,7 @@ def dead_letter(row: dict) -> bytes:
     for name in ("message", "project", "event", "message_id"):
         letter[name] = letter[name][:_MAX_NAME_CHARS]
     # JSON escapes a character to at most 6 bytes: this many characters always fit
-    letter["payload"] = letter["payload"][:(MAX_LETTER_BYTES - 4 * 6 * _MAX_NAME_CHARS - 1024) // 6]
+    letter["payload"] = letter["payload"][: (MAX_LETTER_BYTES - 4 * 6 * _MAX_NAME_CHARS - 1024) // 6]
     letter["payload_truncated"] = True
     return orjson.dumps(letter)
 
@@ -65,8 +74,7 @@ def _received_ms(value) -> int:
         return int(time.time() * 1000)
 
 
-async def replay(bootstrap: str, dlq: str, raw: str, reasons: set[str] | None = None,
-                 out=None) -> tuple[int, int]:
+async def replay(bootstrap: str, dlq: str, raw: str, reasons: set[str] | None = None, out=None) -> tuple[int, int]:
     """Re-feed dead letters whose reason is in ``reasons`` into ``raw``; return (replayed, skipped).
 
     Reads the whole DLQ once (no consumer group: replays are deliberate, not continuous)."""
@@ -94,8 +102,11 @@ async def replay(bootstrap: str, dlq: str, raw: str, reasons: set[str] | None = 
                 body = orjson.dumps({"batch": [event]})
                 request = AcceptedRequest(letter["project"], _received_ms(letter["received_at"]), "", "", body)
                 key = event_partition_key(event)
-                pending.append(await producer.send(raw, encode_bundle([request]), key=key,
-                                                   partition=partition_for(key, raw_partitions)))
+                pending.append(
+                    await producer.send(
+                        raw, encode_bundle([request]), key=key, partition=partition_for(key, raw_partitions)
+                    )
+                )
                 replayed += 1
                 if replayed % 1000 == 0:
                     progress.update(f"  replayed {replayed}")

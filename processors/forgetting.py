@@ -35,11 +35,14 @@ from eventpipe.processors.rows import REJECTED_SCHEMA, Exploded
 log = logging.getLogger("eventpipe.processor")
 
 EXCLUSIVE = threading.Lock()  # batch writes and forgets, one at a time
-FORGOTTEN = Counter("eventpipe_processor_events_forgotten_total",
-                    "Events of a forgotten person not stored (events_rejected reason forgotten)")
+FORGOTTEN = Counter(
+    "eventpipe_processor_events_forgotten_total",
+    "Events of a forgotten person not stored (events_rejected reason forgotten)",
+)
 FORGETS = Counter("eventpipe_processor_forgets_total", "eventpipe forget requests run by this processor", ["outcome"])
-SUPPRESSED_SQL = ("SELECT project, user_id, anonymous_ids FROM forget_log "
-                  "WHERE status = 'started' AND suppress_until > now()")
+SUPPRESSED_SQL = (
+    "SELECT project, user_id, anonymous_ids FROM forget_log WHERE status = 'started' AND suppress_until > now()"
+)
 
 
 def _keys(project: pa.Array, ids: pa.Array) -> pa.Array:
@@ -72,8 +75,10 @@ class Suppressor:
         if not len(self) or not events.num_rows:
             return None
         project = events.column("project")
-        mask = pc.or_(pc.is_in(_keys(project, events.column("user_id")), value_set=self.users),
-                      pc.is_in(_keys(project, events.column("anonymous_id")), value_set=self.anons))
+        mask = pc.or_(
+            pc.is_in(_keys(project, events.column("user_id")), value_set=self.users),
+            pc.is_in(_keys(project, events.column("anonymous_id")), value_set=self.anons),
+        )
         return mask if pc.any(mask).as_py() else None
 
     def apply(self, exploded: Exploded) -> Exploded:
@@ -88,15 +93,24 @@ class Suppressor:
         def constant(value, type_):
             return pa.repeat(pa.scalar(value, type_), n)
 
-        rejects = pa.Table.from_arrays([
-            gone.column("project"), constant("forgotten", pa.string()),
-            constant("the person was forgotten (eventpipe forget): not stored", pa.string()),
-            gone.column("event"), gone.column("message_id"), gone.column("received_at"),
-            constant(self.topic, pa.string()), gone.column("kafka_partition"), gone.column("kafka_offset"),
-            constant(0, pa.uint32()), constant(0, pa.uint32()), constant("", pa.string()),
-        ], schema=REJECTED_SCHEMA)
-        return Exploded(exploded.events.filter(pc.invert(mask)),
-                        pa.concat_tables([exploded.rejected, rejects]))
+        rejects = pa.Table.from_arrays(
+            [
+                gone.column("project"),
+                constant("forgotten", pa.string()),
+                constant("the person was forgotten (eventpipe forget): not stored", pa.string()),
+                gone.column("event"),
+                gone.column("message_id"),
+                gone.column("received_at"),
+                constant(self.topic, pa.string()),
+                gone.column("kafka_partition"),
+                gone.column("kafka_offset"),
+                constant(0, pa.uint32()),
+                constant(0, pa.uint32()),
+                constant("", pa.string()),
+            ],
+            schema=REJECTED_SCHEMA,
+        )
+        return Exploded(exploded.events.filter(pc.invert(mask)), pa.concat_tables([exploded.rejected, rejects]))
 
 
 def register(app, store_fn, settings, suppressor: Suppressor) -> None:
@@ -104,13 +118,26 @@ def register(app, store_fn, settings, suppressor: Suppressor) -> None:
 
     def run_forget(project: str, user_id: str, anonymous_ids: list[str]) -> dict:
         store = store_fn()
-        report = forget(lambda sql, params: store.query(sql, parameters=params).rows, project, user_id,
-                        anonymous_ids, settings.forget_suppress_days * 86400,
-                        via="server" if settings.clickhouse_url else "processor",
-                        exclusive=lambda: EXCLUSIVE, on_started=lambda: suppressor.refresh(store))
-        log.info("forget %s: project %s, %d events and %d rejects deleted, %d/%d rollup keys recomputed in %.2fs",
-                 report.forget_id, project, report.events_deleted, report.rejected_deleted, report.keys_1m,
-                 report.keys_1h, report.seconds)
+        report = forget(
+            lambda sql, params: store.query(sql, parameters=params).rows,
+            project,
+            user_id,
+            anonymous_ids,
+            settings.forget_suppress_days * 86400,
+            via="server" if settings.clickhouse_url else "processor",
+            exclusive=lambda: EXCLUSIVE,
+            on_started=lambda: suppressor.refresh(store),
+        )
+        log.info(
+            "forget %s: project %s, %d events and %d rejects deleted, %d/%d rollup keys recomputed in %.2fs",
+            report.forget_id,
+            project,
+            report.events_deleted,
+            report.rejected_deleted,
+            report.keys_1m,
+            report.keys_1h,
+            report.seconds,
+        )
         return report.to_json()
 
     @app.page("/forget")
@@ -120,10 +147,15 @@ def register(app, store_fn, settings, suppressor: Suppressor) -> None:
         async def post(self, request):
             try:
                 doc = orjson.loads(await request.read())
-                args = (str(doc["project"]), str(doc.get("user_id") or ""), [str(a) for a in doc.get("anonymous_ids") or []])
+                args = (
+                    str(doc["project"]),
+                    str(doc.get("user_id") or ""),
+                    [str(a) for a in doc.get("anonymous_ids") or []],
+                )
             except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-                return self.json({"error": f"expected a JSON object with project, user_id, anonymous_ids: {exc}"},
-                                 status=400)
+                return self.json(
+                    {"error": f"expected a JSON object with project, user_id, anonymous_ids: {exc}"}, status=400
+                )
             try:
                 report = await asyncio.to_thread(run_forget, *args)
             except ValueError as exc:

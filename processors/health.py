@@ -16,11 +16,14 @@ import time
 
 from prometheus_client import Gauge
 
-CONSECUTIVE_FAILURES = Gauge("eventpipe_processor_consecutive_write_failures",
-                             "Failed write attempts since the last successful micro-batch write")
-OLDEST_UNWRITTEN = Gauge("eventpipe_processor_oldest_unwritten_seconds",
-                         "Age (by Kafka record timestamp) of the oldest record received but not yet written; "
-                         "0 when none waits")
+CONSECUTIVE_FAILURES = Gauge(
+    "eventpipe_processor_consecutive_write_failures",
+    "Failed write attempts since the last successful micro-batch write",
+)
+OLDEST_UNWRITTEN = Gauge(
+    "eventpipe_processor_oldest_unwritten_seconds",
+    "Age (by Kafka record timestamp) of the oldest record received but not yet written; 0 when none waits",
+)
 
 
 class WriteHealth:
@@ -60,10 +63,14 @@ class WriteHealth:
 
     def state(self) -> dict:
         """What /readyz and the dashboard show."""
-        return {"stalled": self.stalled(), "consecutive_failures": self.failures,
-                "failing_seconds": round(self.failing_seconds(), 3), "stall_seconds": self.stall_seconds,
-                "oldest_unwritten_seconds": round(self.oldest_unwritten_seconds(), 3),
-                "last_error": self.last_error}
+        return {
+            "stalled": self.stalled(),
+            "consecutive_failures": self.failures,
+            "failing_seconds": round(self.failing_seconds(), 3),
+            "stall_seconds": self.stall_seconds,
+            "oldest_unwritten_seconds": round(self.oldest_unwritten_seconds(), 3),
+            "last_error": self.last_error,
+        }
 
     def export(self) -> None:
         """Make the gauges read this object at every scrape."""

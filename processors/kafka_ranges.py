@@ -19,8 +19,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 
-async def read_ranges(consumer: AIOKafkaConsumer, spans: dict[TopicPartition, tuple[int, int]],
-                      timeout_ms: int = 1000) -> AsyncIterator[list[ConsumerRecord]]:
+async def read_ranges(
+    consumer: AIOKafkaConsumer, spans: dict[TopicPartition, tuple[int, int]], timeout_ms: int = 1000
+) -> AsyncIterator[list[ConsumerRecord]]:
     """Records of each partition from ``spans[tp][0]`` up to (not including) ``spans[tp][1]``, in batches.
 
     Spans are clamped to what the log holds now (retention may have removed the start, the end may not
@@ -49,8 +50,9 @@ async def read_ranges(consumer: AIOKafkaConsumer, spans: dict[TopicPartition, tu
                 del todo[tp]
 
 
-async def read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition],
-                      last: int | None = None) -> AsyncIterator[list[ConsumerRecord]]:
+async def read_to_end(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], last: int | None = None
+) -> AsyncIterator[list[ConsumerRecord]]:
     """Records of ``tps`` from the beginning (or only the ``last`` N of each) to the end they have now."""
     ends = await consumer.end_offsets(tps) if tps else {}
     spans = {tp: (0 if last is None else ends[tp] - last, ends[tp]) for tp in tps}
@@ -70,8 +72,12 @@ class KafkaRangeReader:
         if not ranges:
             return []
         if self._consumer is None:
-            self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                              group_id=None, client_id="eventpipe-processor-replay")
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                group_id=None,
+                client_id="eventpipe-processor-replay",
+            )
             await self._consumer.start()
         spans: dict[int, tuple[int, int]] = {}
         for p, first, last in ranges:
@@ -79,10 +85,14 @@ class KafkaRangeReader:
             spans[p] = (min(lo, first), max(hi, last))
         wanted = {p: [(first, last) for q, first, last in ranges if q == p] for p in spans}
         out: list[tuple[int, int, bytes]] = []
-        async for batch in read_ranges(self._consumer, {TopicPartition(self.topic, p): (first, last + 1)
-                                                        for p, (first, last) in spans.items()}):
-            out += [(m.partition, m.offset, m.value) for m in batch
-                    if any(f <= m.offset <= l for f, l in wanted[m.partition])]
+        async for batch in read_ranges(
+            self._consumer, {TopicPartition(self.topic, p): (first, last + 1) for p, (first, last) in spans.items()}
+        ):
+            out += [
+                (m.partition, m.offset, m.value)
+                for m in batch
+                if any(f <= m.offset <= l for f, l in wanted[m.partition])
+            ]
         out.sort(key=lambda r: (r[0], r[1]))
         return out
 

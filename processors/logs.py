@@ -91,11 +91,20 @@ def config(first_join: FirstJoin) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,  # eventpipe.* loggers exist before the worker configures logging
-        "filters": {"first_join": {"()": lambda: first_join}, "ready_line": {"()": ReadyLine},
-                    "repeats": {"()": Repeats}},
+        "filters": {
+            "first_join": {"()": lambda: first_join},
+            "ready_line": {"()": ReadyLine},
+            "repeats": {"()": Repeats},
+        },
         "formatters": {"plain": {"format": FORMAT}},
-        "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-                                "formatter": "plain", "filters": ["repeats"]}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "plain",
+                "filters": ["repeats"],
+            }
+        },
         "root": {"level": "INFO", "handlers": ["stdout"]},
         "loggers": {
             "faust": {"level": "WARNING"},
@@ -126,8 +135,10 @@ def assigned_line(assigned, first_join: FirstJoin) -> str:
     parts = [f"{topic} partitions {partition_ranges(ps)}" for topic, ps in sorted(by_topic.items())]
     text = "assigned " + "; ".join(parts) if parts else "assigned no partitions"
     if not first_join.joined and first_join.held_back:
-        text += (f" (first join: {first_join.held_back} expected coordinator errors held back while the broker "
-                 "created __consumer_offsets)")
+        text += (
+            f" (first join: {first_join.held_back} expected coordinator errors held back while the broker "
+            "created __consumer_offsets)"
+        )
     return text
 
 

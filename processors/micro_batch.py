@@ -111,8 +111,10 @@ class MicroBatches:
         for event in events:
             event.message.acked = True
         self.health.abandoned()
-        log.warning("stopping: abandoned a micro-batch of %d records that could not be written; "
-                    "its offsets are not committed", len(events))
+        log.warning(
+            "stopping: abandoned a micro-batch of %d records that could not be written; its offsets are not committed",
+            len(events),
+        )
 
     async def _commit_written(self, events) -> None:
         """Commit what was just written, now rather than at faust's next interval.

@@ -21,26 +21,37 @@ from eventpipe.schemas.topics import QUOTA_TOPIC
 log = logging.getLogger("eventpipe.processor")
 
 COLUMNS = ["project", "period", "period_seconds", "quota", "replica", "accepted", "dropped", "refused", "updated_at"]
-USAGE_SQL = ("SELECT project, period, max(quota) AS quota, sum(accepted) AS accepted, sum(dropped) AS dropped, "
-             "sum(refused) AS refused FROM quota_usage FINAL WHERE period >= now() - INTERVAL 1 DAY "
-             "GROUP BY project, period ORDER BY period DESC, project")
+USAGE_SQL = (
+    "SELECT project, period, max(quota) AS quota, sum(accepted) AS accepted, sum(dropped) AS dropped, "
+    "sum(refused) AS refused FROM quota_usage FINAL WHERE period >= now() - INTERVAL 1 DAY "
+    "GROUP BY project, period ORDER BY period DESC, project"
+)
 
 
 def row(value: bytes) -> list | None:
     """A ``quota_usage`` row from one record, or None for a record that is not a usage record."""
     try:
         doc = orjson.loads(value)
-        return [str(doc["project"]), dt.datetime.fromtimestamp(int(doc["period"]), dt.timezone.utc),
-                int(doc["period_seconds"]), int(doc["quota"]), str(doc["replica"]), int(doc["accepted"]),
-                int(doc["dropped"]), int(doc["refused"]), dt.datetime.fromtimestamp(int(doc["at"]) / 1000, dt.timezone.utc)]
+        return [
+            str(doc["project"]),
+            dt.datetime.fromtimestamp(int(doc["period"]), dt.timezone.utc),
+            int(doc["period_seconds"]),
+            int(doc["quota"]),
+            str(doc["replica"]),
+            int(doc["accepted"]),
+            int(doc["dropped"]),
+            int(doc["refused"]),
+            dt.datetime.fromtimestamp(int(doc["at"]) / 1000, dt.timezone.utc),
+        ]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, OSError):
         return None
 
 
 async def follow(bootstrap: str, store_fn, topic: str = QUOTA_TOPIC, interval: float = 1.0) -> None:
     while True:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                    client_id="eventpipe-processor-quotas")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, client_id="eventpipe-processor-quotas"
+        )
         try:
             await consumer.start()
             tp = TopicPartition(topic, 0)

@@ -27,7 +27,15 @@ from prometheus_client import Counter
 from eventpipe import _explode
 from eventpipe.processors import user_agents
 from eventpipe.processors.rows_reference import (  # noqa: F401 - the batch contract is defined by the reference
-    EVENTS_SCHEMA, REJECTED_SCHEMA, REVENUE, UTC_MS, Exploded, Judge, Rules, anonymize_ip, parse_ms,
+    EVENTS_SCHEMA,
+    REJECTED_SCHEMA,
+    REVENUE,
+    UTC_MS,
+    Exploded,
+    Judge,
+    Rules,
+    anonymize_ip,
+    parse_ms,
 )
 from eventpipe.processors.rows_reference import explode as reference_explode
 from eventpipe.schemas import registry
@@ -35,17 +43,45 @@ from eventpipe.schemas.bundle import decode_bundle
 
 # the engine's string columns, in the order it returns them
 _NATIVE_STRINGS = (
-    "project", "type", "event", "message_id", "anonymous_id", "user_id", "platform", "app_name", "app_version",
-    "app_build", "os_name", "os_version", "device_manufacturer", "device_model", "library_name",
-    "library_version", "locale", "timezone", "page_path", "page_url", "page_referrer", "name", "properties",
-    "traits", "context", "user_agent", "group_id", "previous_id", "client_ip", "effective_user_agent",
+    "project",
+    "type",
+    "event",
+    "message_id",
+    "anonymous_id",
+    "user_id",
+    "platform",
+    "app_name",
+    "app_version",
+    "app_build",
+    "os_name",
+    "os_version",
+    "device_manufacturer",
+    "device_model",
+    "library_name",
+    "library_version",
+    "locale",
+    "timezone",
+    "page_path",
+    "page_url",
+    "page_referrer",
+    "name",
+    "properties",
+    "traits",
+    "context",
+    "user_agent",
+    "group_id",
+    "previous_id",
+    "client_ip",
+    "effective_user_agent",
 )
 _FLAGS = EVENTS_SCHEMA.field("flags").type
 
 # the slow path, measured: requests the engine handed to the per-event Python reference
-DEFERRED = Counter("eventpipe_processor_requests_judged_in_python_total",
-                   "Requests whose events the native engine left to the Python reference (rejects, unusual "
-                   "timestamps, schema violations)")
+DEFERRED = Counter(
+    "eventpipe_processor_requests_judged_in_python_total",
+    "Requests whose events the native engine left to the Python reference (rejects, unusual "
+    "timestamps, schema violations)",
+)
 
 
 @functools.lru_cache(maxsize=16)
@@ -56,8 +92,9 @@ def _engine(max_age_ms: int, max_future_ms: int, max_batch_bytes: int, modes: tu
 
 
 def engine_for(rules: Rules) -> _explode.Engine:
-    return _engine(rules.max_age_ms, rules.max_future_ms, rules.max_batch_bytes,
-                   tuple(sorted(rules.schema_modes.items())))
+    return _engine(
+        rules.max_age_ms, rules.max_future_ms, rules.max_batch_bytes, tuple(sorted(rules.schema_modes.items()))
+    )
 
 
 def bundles_to_table(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> pa.Table:
@@ -96,8 +133,20 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
             items.append((partition, offset, value, None, None))
             continue
         for r_index, request in enumerate(decoded):
-            requests.append((len(items), partition, offset, r_index, request.project, request.received_at_ms,
-                             request.ip, request.user_agent, request.body, request.overflow))
+            requests.append(
+                (
+                    len(items),
+                    partition,
+                    offset,
+                    r_index,
+                    request.project,
+                    request.received_at_ms,
+                    request.ip,
+                    request.user_agent,
+                    request.body,
+                    request.overflow,
+                )
+            )
             items.append((partition, offset, None, r_index, request))
     try:
         out = engine_for(rules).explode(requests)
@@ -117,11 +166,18 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
     python = judge.finish()
     events = _table(n, parts, rules)
     if python.events.num_rows:
-        order = pa.concat_arrays([
-            pc.add(pc.multiply(pa.Array.from_buffers(pa.uint32(), n, [None, _buf(parts[-3])]).cast(pa.uint64()),
-                               pa.scalar(1 << 32, pa.uint64())),
-                   pa.Array.from_buffers(pa.uint32(), n, [None, _buf(parts[-2])]).cast(pa.uint64())),
-            pa.array([(o << 32) + e for o, e in judge.kept], pa.uint64())])
+        order = pa.concat_arrays(
+            [
+                pc.add(
+                    pc.multiply(
+                        pa.Array.from_buffers(pa.uint32(), n, [None, _buf(parts[-3])]).cast(pa.uint64()),
+                        pa.scalar(1 << 32, pa.uint64()),
+                    ),
+                    pa.Array.from_buffers(pa.uint32(), n, [None, _buf(parts[-2])]).cast(pa.uint64()),
+                ),
+                pa.array([(o << 32) + e for o, e in judge.kept], pa.uint64()),
+            ]
+        )
         events = pa.concat_tables([events, python.events]).take(pc.sort_indices(order))
     return Exploded(events, python.rejected)
 
@@ -129,8 +185,9 @@ def explode(records: list[tuple[int, int, bytes]], rules: Rules = Rules()) -> Ex
 def _table(n: int, parts: tuple, rules: Rules) -> pa.Table:
     """The engine's buffers as an ``events`` table (EVENTS_SCHEMA)."""
     strings = {name: _strings(n, part) for name, part in zip(_NATIVE_STRINGS, parts)}
-    (ts, client, client_valid, sent, sent_valid, received, revenue, flags, partition, offset) = \
-        parts[len(_NATIVE_STRINGS):len(_NATIVE_STRINGS) + 10]
+    (ts, client, client_valid, sent, sent_valid, received, revenue, flags, partition, offset) = parts[
+        len(_NATIVE_STRINGS) : len(_NATIVE_STRINGS) + 10
+    ]
     columns = dict(strings)
     columns["timestamp"] = pa.Array.from_buffers(UTC_MS, n, [None, _buf(ts)])
     columns["client_timestamp"] = pa.Array.from_buffers(UTC_MS, n, [_buf(client_valid), _buf(client)])
@@ -141,7 +198,7 @@ def _table(n: int, parts: tuple, rules: Rules) -> pa.Table:
     columns["flags"] = pa.Array.from_buffers(_FLAGS, n, [None, _buf(flags[0])], children=[items])
     columns["kafka_partition"] = pa.Array.from_buffers(pa.uint16(), n, [None, _buf(partition)])
     columns["kafka_offset"] = pa.Array.from_buffers(pa.uint64(), n, [None, _buf(offset)])
-    columns["ip"], = _per_distinct(strings["client_ip"], lambda ip: anonymize_ip(ip, rules.ip_mode), [pa.string()])
+    (columns["ip"],) = _per_distinct(strings["client_ip"], lambda ip: anonymize_ip(ip, rules.ip_mode), [pa.string()])
     ua = _per_distinct(strings["effective_user_agent"], user_agents.parse, [pa.string()] * 5 + [pa.bool_()])
     columns.update(zip(user_agents.COLUMNS, ua))
     return pa.Table.from_arrays([columns[name] for name in EVENTS_SCHEMA.names], schema=EVENTS_SCHEMA)

@@ -42,10 +42,28 @@ REVENUE = pa.decimal128(18, 4)
 MAX_REVENUE = 1e13  # beyond Decimal(18, 4): treated as absent rather than failing the batch
 
 _STRING_COLUMNS = [
-    "project", "type", "event", "message_id", "anonymous_id", "user_id",
-    "platform", "app_name", "app_version", "app_build", "os_name", "os_version",
-    "device_manufacturer", "device_model", "library_name", "library_version", "locale", "timezone",
-    "page_path", "page_url", "page_referrer", "name",
+    "project",
+    "type",
+    "event",
+    "message_id",
+    "anonymous_id",
+    "user_id",
+    "platform",
+    "app_name",
+    "app_version",
+    "app_build",
+    "os_name",
+    "os_version",
+    "device_manufacturer",
+    "device_model",
+    "library_name",
+    "library_version",
+    "locale",
+    "timezone",
+    "page_path",
+    "page_url",
+    "page_referrer",
+    "name",
 ]
 _TIME_COLUMNS = ["timestamp", "client_timestamp", "sent_at", "received_at"]
 _NULLABLE = {"client_timestamp", "sent_at"}  # the client's own times: NULL when it sent none (migration 0007)
@@ -56,28 +74,32 @@ EVENTS_SCHEMA = pa.schema(
     + [pa.field(n, UTC_MS, nullable=n in _NULLABLE) for n in _TIME_COLUMNS]
     + [pa.field("revenue", REVENUE, nullable=False)]
     + [pa.field(n, pa.string(), nullable=False) for n in _JSON_COLUMNS]
-    + [pa.field("flags", pa.list_(pa.field("item", pa.string(), nullable=False)), nullable=False),
-       pa.field("kafka_partition", pa.uint16(), nullable=False),
-       pa.field("kafka_offset", pa.uint64(), nullable=False)]
+    + [
+        pa.field("flags", pa.list_(pa.field("item", pa.string(), nullable=False)), nullable=False),
+        pa.field("kafka_partition", pa.uint16(), nullable=False),
+        pa.field("kafka_offset", pa.uint64(), nullable=False),
+    ]
     + [pa.field(n, pa.string(), nullable=False) for n in user_agents.COLUMNS[:-1]]
     + [pa.field(user_agents.COLUMNS[-1], pa.bool_(), nullable=False)]
     + [pa.field(n, pa.string(), nullable=False) for n in ("group_id", "previous_id")]
 )
 
-REJECTED_SCHEMA = pa.schema([
-    pa.field("project", pa.string(), nullable=False),
-    pa.field("reason", pa.string(), nullable=False),
-    pa.field("message", pa.string(), nullable=False),
-    pa.field("event", pa.string(), nullable=False),
-    pa.field("message_id", pa.string(), nullable=False),
-    pa.field("received_at", UTC_MS, nullable=False),
-    pa.field("kafka_topic", pa.string(), nullable=False),
-    pa.field("kafka_partition", pa.uint16(), nullable=False),
-    pa.field("kafka_offset", pa.uint64(), nullable=False),
-    pa.field("request_index", pa.uint32(), nullable=False),
-    pa.field("event_index", pa.uint32(), nullable=False),
-    pa.field("payload", pa.string(), nullable=False),
-])
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("project", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("event", pa.string(), nullable=False),
+        pa.field("message_id", pa.string(), nullable=False),
+        pa.field("received_at", UTC_MS, nullable=False),
+        pa.field("kafka_topic", pa.string(), nullable=False),
+        pa.field("kafka_partition", pa.uint16(), nullable=False),
+        pa.field("kafka_offset", pa.uint64(), nullable=False),
+        pa.field("request_index", pa.uint32(), nullable=False),
+        pa.field("event_index", pa.uint32(), nullable=False),
+        pa.field("payload", pa.string(), nullable=False),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -96,9 +118,15 @@ class Rules:
     def from_settings(cls, settings) -> "Rules":
         if settings.ip_mode not in ("keep", "truncate", "drop"):
             raise ValueError(f"EVENTPIPE_IP_MODE must be keep, truncate or drop, not {settings.ip_mode!r}")
-        return cls(settings.topic_raw, settings.ip_mode, int(settings.max_event_age_days * 86_400_000),
-                   int(settings.max_future_seconds * 1000), registry.parse_modes(settings.schema_modes),
-                   int(settings.dedup_window_seconds * 1000), settings.max_batch_bytes)
+        return cls(
+            settings.topic_raw,
+            settings.ip_mode,
+            int(settings.max_event_age_days * 86_400_000),
+            int(settings.max_future_seconds * 1000),
+            registry.parse_modes(settings.schema_modes),
+            int(settings.dedup_window_seconds * 1000),
+            settings.max_batch_bytes,
+        )
 
     def schema_mode(self, project: str) -> str:
         return self.schema_modes.get(project, self.schema_modes.get("*", "warn"))
@@ -186,8 +214,18 @@ def _json_texts(*values) -> list[str]:
         raise _Rejected("too_deep", "the event nests objects/arrays more than 250 levels deep") from None
 
 
-def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r_index: int, e_index: int,
-               rules: Rules, schema_mode: str) -> tuple:
+def _event_row(
+    ev,
+    request,
+    batch_sent,
+    envelope,
+    partition: int,
+    offset: int,
+    r_index: int,
+    e_index: int,
+    rules: Rules,
+    schema_mode: str,
+) -> tuple:
     """One event's ``events`` row, in EVENTS_SCHEMA's column order; raises `_Rejected` (or anything, for a
     bug: the caller turns every exception into a reject of this event alone)."""
     problem = contract.required_problem(ev) or contract.field_problem(ev)
@@ -256,26 +294,44 @@ def _event_row(ev, request, batch_sent, envelope, partition: int, offset: int, r
     client_ip = contract.string_or(context.get("ip"), request.ip, flags)
     user_agent = contract.string_or(context.get("userAgent"), request.user_agent, flags)
     return (
-        request.project, kind, name, message_id, anonymous_id, user_id,
+        request.project,
+        kind,
+        name,
+        message_id,
+        anonymous_id,
+        user_id,
         platform_of(kind, context, os_name, library_name),
-        text(app.get("name"), flags), text(app.get("version"), flags), text(app.get("build"), flags),
-        os_name, text(os_.get("version"), flags),
-        text(device.get("manufacturer"), flags), text(device.get("model"), flags),
-        library_name, text(library.get("version"), flags),
-        text(context.get("locale"), flags), text(context.get("timezone"), flags),
+        text(app.get("name"), flags),
+        text(app.get("version"), flags),
+        text(app.get("build"), flags),
+        os_name,
+        text(os_.get("version"), flags),
+        text(device.get("manufacturer"), flags),
+        text(device.get("model"), flags),
+        library_name,
+        text(library.get("version"), flags),
+        text(context.get("locale"), flags),
+        text(context.get("timezone"), flags),
         text(page.get("path") or properties.get("path"), flags),
         text(page.get("url") or properties.get("url"), flags),
         text(page.get("referrer") or properties.get("referrer"), flags),
         text(ev.get("name"), flags),
-        corrected, client, sent, received,
+        corrected,
+        client,
+        sent,
+        received,
         _revenue(properties),
         *_json_texts(properties, traits, context),
-        anonymize_ip(client_ip, rules.ip_mode), request.user_agent,
-        flags or (), partition, offset,  # the empty tuple is one shared object: no garbage to track per event
+        anonymize_ip(client_ip, rules.ip_mode),
+        request.user_agent,
+        flags or (),
+        partition,
+        offset,  # the empty tuple is one shared object: no garbage to track per event
         *user_agents.parse(user_agent),
         contract.id_text(ev["groupId"]) if kind == "group" else "",
         contract.id_text(ev["previousId"]) if kind == "alias" else "",
-        r_index, e_index,  # not columns: where the event was, should Arrow refuse its row
+        r_index,
+        e_index,  # not columns: where the event was, should Arrow refuse its row
     )
 
 
@@ -312,10 +368,20 @@ class Judge:
         self.kept: list[tuple[int, int]] = []  # after finish(): the same, of the rows in the events table
 
     def reject(self, reason, message, project, received, partition, offset, r_index, e_index, event, mid, payload):
-        for name, value in (("project", project), ("reason", reason), ("message", message), ("event", event),
-                            ("message_id", mid), ("received_at", received), ("kafka_topic", self.rules.topic),
-                            ("kafka_partition", partition), ("kafka_offset", offset), ("request_index", r_index),
-                            ("event_index", e_index), ("payload", payload)):
+        for name, value in (
+            ("project", project),
+            ("reason", reason),
+            ("message", message),
+            ("event", event),
+            ("message_id", mid),
+            ("received_at", received),
+            ("kafka_topic", self.rules.topic),
+            ("kafka_partition", partition),
+            ("kafka_offset", offset),
+            ("request_index", r_index),
+            ("event_index", e_index),
+            ("payload", payload),
+        ):
             self.rejected[name].append(value)
 
     def decode(self, partition: int, offset: int, value) -> list | None:
@@ -324,8 +390,19 @@ class Judge:
             return decode_bundle(value)
         except Exception as exc:  # noqa: BLE001 - a poison pill: kept with its reason, never retried
             raw = value if isinstance(value, bytes) else b""  # a record without a value (a tombstone) too
-            self.reject("undecodable_record", str(exc)[:500], "", 0, partition, offset, 0, 0, "", "",
-                        raw[:1_000_000].decode("utf-8", "backslashreplace"))
+            self.reject(
+                "undecodable_record",
+                str(exc)[:500],
+                "",
+                0,
+                partition,
+                offset,
+                0,
+                0,
+                "",
+                "",
+                raw[:1_000_000].decode("utf-8", "backslashreplace"),
+            )
             return None
 
     def request(self, partition: int, offset: int, r_index: int, request) -> None:
@@ -340,8 +417,19 @@ class Judge:
             if not MIN_MS <= received <= MAX_MS:
                 raise ValueError(f"received_at {received} is outside 1900..2299")
         except Exception as exc:  # noqa: BLE001 - the collector checked this; a body that still fails is kept
-            reject("undecodable_request", str(exc)[:500], request.project, min(max(received, 0), MAX_MS),
-                   partition, offset, r_index, 0, "", "", request.body.decode("utf-8", "backslashreplace"))
+            reject(
+                "undecodable_request",
+                str(exc)[:500],
+                request.project,
+                min(max(received, 0), MAX_MS),
+                partition,
+                offset,
+                r_index,
+                0,
+                "",
+                "",
+                request.body.decode("utf-8", "backslashreplace"),
+            )
             return
         batch_sent = parse_ms(doc.get("sentAt"))
         envelope = doc.get("context")
@@ -351,8 +439,11 @@ class Judge:
             try:
                 if envelope_problem is not None:  # what the collector refuses: each event, the same code
                     raise _Rejected(*envelope_problem)
-                self.rows.append(_event_row(ev, request, batch_sent, envelope, partition, offset, r_index, e_index,
-                                            rules, schema_mode))
+                self.rows.append(
+                    _event_row(
+                        ev, request, batch_sent, envelope, partition, offset, r_index, e_index, rules, schema_mode
+                    )
+                )
                 self.order.append((self.ordinal, e_index))
                 continue
             except _Rejected as rej:
@@ -361,9 +452,19 @@ class Judge:
                 reason, message = "processing_error", f"{type(exc).__name__}: {exc}"[:500]
             flags: list[str] = []
             is_obj = type(ev) is dict
-            reject(reason, message, request.project, received, partition, offset, r_index, e_index,
-                   contract.text(ev.get("event"), flags) if is_obj else "",
-                   contract.text(ev.get("messageId"), flags) if is_obj else "", _payload(ev))
+            reject(
+                reason,
+                message,
+                request.project,
+                received,
+                partition,
+                offset,
+                r_index,
+                e_index,
+                contract.text(ev.get("event"), flags) if is_obj else "",
+                contract.text(ev.get("messageId"), flags) if is_obj else "",
+                _payload(ev),
+            )
 
     def finish(self) -> Exploded:
         rows = self.rows
@@ -374,9 +475,19 @@ class Judge:
             for row, ordinal in zip(rows, self.order):
                 if _events_table([row]) is None:
                     at = _EVENT_COLUMNS.index
-                    self.reject("processing_error", "a value of this event cannot be stored", row[0],
-                                row[at("received_at")], row[at("kafka_partition")], row[at("kafka_offset")], row[-2],
-                                row[-1], row[at("event")], row[at("message_id")], "")
+                    self.reject(
+                        "processing_error",
+                        "a value of this event cannot be stored",
+                        row[0],
+                        row[at("received_at")],
+                        row[at("kafka_partition")],
+                        row[at("kafka_offset")],
+                        row[-2],
+                        row[-1],
+                        row[at("event")],
+                        row[at("message_id")],
+                        "",
+                    )
                 else:
                     good.append(row)
                     self.kept.append(ordinal)
@@ -392,10 +503,13 @@ def _events_table(rows: list[tuple]) -> pa.Table | None:
     """``rows`` as one Arrow table (columns transposed in C, not appended per event); None if Arrow refuses."""
     try:
         columns = list(zip(*rows)) if rows else [()] * len(_EVENT_COLUMNS)
-        arrays = [pa.array(columns[i], type=EVENTS_SCHEMA.field(i).type) if i != _REVENUE_AT else
-                  # rounded to the column's 4 decimals first: no float dust in sums
-                  pc.round(pa.array(columns[i], pa.float64()), 4).cast(REVENUE)
-                  for i in range(len(_EVENT_COLUMNS))]
+        arrays = [
+            pa.array(columns[i], type=EVENTS_SCHEMA.field(i).type)
+            if i != _REVENUE_AT
+            # rounded to the column's 4 decimals first: no float dust in sums
+            else pc.round(pa.array(columns[i], pa.float64()), 4).cast(REVENUE)
+            for i in range(len(_EVENT_COLUMNS))
+        ]
         return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         return None

@@ -36,5 +36,11 @@ def parse(user_agent: str) -> tuple[str, str, str, str, str, bool]:
         return EMPTY
     result = ua_parser.parse(user_agent[:MAX_CHARS])
     device = _family(result.device)
-    return (_family(result.user_agent), _version(result.user_agent), _family(result.os), _version(result.os),
-            device, device == "Spider")  # uap-core files crawlers under the device family "Spider"
+    return (
+        _family(result.user_agent),
+        _version(result.user_agent),
+        _family(result.os),
+        _version(result.os),
+        device,
+        device == "Spider",
+    )  # uap-core files crawlers under the device family "Spider"

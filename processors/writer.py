@@ -48,8 +48,10 @@ from eventpipe.processors.rows import Exploded, Rules, explode
 
 log = logging.getLogger("eventpipe.processor")
 
-DUPLICATES = Counter("eventpipe_processor_duplicates_dropped_total",
-                     "Events dropped because their (project, messageId) was already stored (client retries)")
+DUPLICATES = Counter(
+    "eventpipe_processor_duplicates_dropped_total",
+    "Events dropped because their (project, messageId) was already stored (client retries)",
+)
 
 Record = tuple[int, int, bytes]  # (partition, offset, bundle bytes)
 Range = tuple[int, int, int]  # (partition, first offset, last offset)
@@ -89,7 +91,7 @@ class _Verbatim:
 def _values(array: pa.Array, fmt: str) -> memoryview:
     """The values of a fixed-width Arrow array without nulls, as a typed view of its buffer (no copy)."""
     width = array.type.bit_width // 8
-    return memoryview(array.buffers()[1]).cast("B")[array.offset * width:][:len(array) * width].cast(fmt)
+    return memoryview(array.buffers()[1]).cast("B")[array.offset * width :][: len(array) * width].cast(fmt)
 
 
 def byte_chunks(records: list[Record], max_bytes: int) -> list[list[Record]]:
@@ -106,8 +108,14 @@ def byte_chunks(records: list[Record], max_bytes: int) -> list[list[Record]]:
 
 
 class EventWriter:
-    def __init__(self, store: Store, topic: str, rules: Rules | None = None, max_batch_bytes: int = 32 << 20,
-                 suppress: Callable[[Exploded], Exploded] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        topic: str,
+        rules: Rules | None = None,
+        max_batch_bytes: int = 32 << 20,
+        suppress: Callable[[Exploded], Exploded] | None = None,
+    ):
         self.store = store
         self.suppress = suppress  # forgotten people's events out (processors/forgetting.py), before the insert
         self.topic = topic
@@ -139,7 +147,8 @@ class EventWriter:
             "AND has({ps:Array(UInt16)}, partition) "
             "AND last_offset >= arrayElement({froms:Array(UInt64)}, indexOf({ps:Array(UInt16)}, partition))) "
             "GROUP BY batch, partition, first_offset, last_offset ORDER BY min(recorded_at), partition, first_offset",
-            parameters={"topic": self.topic, "ps": partitions, "froms": [starts[p] for p in partitions]})
+            parameters={"topic": self.topic, "ps": partitions, "froms": [starts[p] for p in partitions]},
+        )
         batches: dict[str, list[Range]] = {}
         for batch, p, first, last in result.rows:
             batches.setdefault(batch, []).append((int(p), int(first), int(last)))
@@ -149,7 +158,8 @@ class EventWriter:
         self.store.insert_rows(
             "ingest_batches",
             [[self.topic, r[0][0], r[0][1], r[-1][1], len(r), token] for r in ranges],
-            ["topic", "partition", "first_offset", "last_offset", "records", "batch"])
+            ["topic", "partition", "first_offset", "last_offset", "records", "batch"],
+        )
 
     # --- writing ------------------------------------------------------------
     def _drop_seen(self, events: pa.Table) -> pa.Table:
@@ -172,8 +182,12 @@ class EventWriter:
         stored = self.store.query(
             "SELECT kafka_partition, key, kafka_offset FROM message_keys WHERE kafka_partition IN {ps:Array(UInt16)} "
             "AND key IN {keys:Array(UInt64)} AND received_at >= fromUnixTimestamp64Milli({since:Int64})",
-            parameters={"ps": sorted(first), "keys": _Verbatim(_explode.keys_literal(memoryview(keys).cast("Q"))),
-                        "since": since}).rows
+            parameters={
+                "ps": sorted(first),
+                "keys": _Verbatim(_explode.keys_literal(memoryview(keys).cast("Q"))),
+                "since": since,
+            },
+        ).rows
         seen = [(p, k) for p, k, offset in stored if offset < first[p]]
         mask, dropped = _explode.keep_first(partitions, memoryview(keys).cast("Q"), seen)
         if not dropped:
@@ -199,8 +213,11 @@ class EventWriter:
         todo = [r for r in sorted(records, key=lambda r: (r[0], r[1])) if r[1] > self.recovered.get(r[0], -1)]
         stored, rejected = 0, []
         for chunk in byte_chunks(todo, self.max_batch_bytes):
-            ranges = [rng for _, group in itertools.groupby(chunk, key=lambda r: r[0])
-                      for rng in contiguous_ranges(list(group))]
+            ranges = [
+                rng
+                for _, group in itertools.groupby(chunk, key=lambda r: r[0])
+                for rng in contiguous_ranges(list(group))
+            ]
             token = self.token(ranges)
             self._record(ranges, token)
             rows, rejects = self._insert(chunk, token)
@@ -229,7 +246,9 @@ class EventWriter:
         read = time.perf_counter()
         replayed, rejected = 0, []
         for token, ranges in todo:
-            records = [fetched[(p, o)] for p, first, last in ranges for o in range(first, last + 1) if (p, o) in fetched]
+            records = [
+                fetched[(p, o)] for p, first, last in ranges for o in range(first, last + 1) if (p, o) in fetched
+            ]
             if records:
                 rows, rejects = await run_blocking(self._insert, records, token)
                 replayed += rows
@@ -244,9 +263,17 @@ class EventWriter:
         self.recovered.update(last_seen)
         if batches:
             done = time.perf_counter()
-            log.info("partitions %s: replayed %d ledger batch(es) (%d more already replayed) up to offsets %s "
-                     "(%d rows, duplicates dropped by token) in %.2fs: ledger %.2fs, Kafka %.2fs, inserts %.2fs",
-                     ",".join(map(str, sorted(starts))), len(todo), len(batches) - len(todo),
-                     ",".join(f"{p}:{o}" for p, o in sorted(last_seen.items())), replayed, done - started,
-                     looked_up - started, read - looked_up, done - read)
+            log.info(
+                "partitions %s: replayed %d ledger batch(es) (%d more already replayed) up to offsets %s "
+                "(%d rows, duplicates dropped by token) in %.2fs: ledger %.2fs, Kafka %.2fs, inserts %.2fs",
+                ",".join(map(str, sorted(starts))),
+                len(todo),
+                len(batches) - len(todo),
+                ",".join(f"{p}:{o}" for p, o in sorted(last_seen.items())),
+                replayed,
+                done - started,
+                looked_up - started,
+                read - looked_up,
+                done - read,
+            )
         return replayed, rejected

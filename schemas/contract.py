@@ -46,8 +46,15 @@ class Problem(NamedTuple):
 
 
 def _type_name(value) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def is_id(value) -> bool:
@@ -109,8 +116,11 @@ def envelope_problem(context, events: int, limit: int) -> Problem | None:
     except orjson.JSONEncodeError:
         return Problem("too_deep", "the batch's context nests objects/arrays more than 250 levels deep")
     if size * events > limit:
-        return Problem("context_too_large", f"the batch's context ({size} bytes) is merged into each of its "
-                                            f"{events} events: {size * events} bytes, over the limit of {limit}")
+        return Problem(
+            "context_too_large",
+            f"the batch's context ({size} bytes) is merged into each of its "
+            f"{events} events: {size * events} bytes, over the limit of {limit}",
+        )
     return None
 
 

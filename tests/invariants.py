@@ -113,8 +113,10 @@ def check_output(records: list[tuple[int, int, bytes]], rules: Rules, out: Explo
     timestamps, received = _millis(events, "timestamp"), _millis(events, "received_at")
     for row, ts, rec in zip(stored, timestamps, received):
         if not rec - rules.max_age_ms <= ts <= rec + rules.max_future_ms:
-            _fail(f"stored timestamp {ts} is outside [received_at - max_age, received_at + max_future] = "
-                  f"[{rec - rules.max_age_ms}, {rec + rules.max_future_ms}] (message_id {row['message_id']!r})")
+            _fail(
+                f"stored timestamp {ts} is outside [received_at - max_age, received_at + max_future] = "
+                f"[{rec - rules.max_age_ms}, {rec + rules.max_future_ms}] (message_id {row['message_id']!r})"
+            )
         if not row["message_id"]:
             _fail("a stored row has an empty message_id")
         try:
@@ -130,15 +132,18 @@ def check_output(records: list[tuple[int, int, bytes]], rules: Rules, out: Explo
 
     # -- classification: every event exactly once -------------------------------------------------
     stored_per_record = Counter((r["kafka_partition"], r["kafka_offset"]) for r in stored)
-    rejected_rows = rejected.select(["reason", "message", "kafka_partition", "kafka_offset", "request_index",
-                                     "event_index"]).to_pylist()
+    rejected_rows = rejected.select(
+        ["reason", "message", "kafka_partition", "kafka_offset", "request_index", "event_index"]
+    ).to_pylist()
     rejected_per_record: dict[tuple[int, int], list[dict]] = {}
     for row in rejected_rows:
         if not isinstance(row["reason"], str) or not REASON.match(row["reason"]):
             _fail(f"reason {row['reason']!r} is not a short machine-readable word")
         if row["reason"] == "processing_error" and not ALLOW_PROCESSING_ERROR:
-            _fail(f"event {row['event_index']} of request {row['request_index']} was rejected as processing_error "
-                  f"({row['message']}): judging raised")
+            _fail(
+                f"event {row['event_index']} of request {row['request_index']} was rejected as processing_error "
+                f"({row['message']}): judging raised"
+            )
         rejected_per_record.setdefault((row["kafka_partition"], row["kafka_offset"]), []).append(row)
 
     inputs = {(p, o) for p, o, _ in records}
@@ -159,8 +164,10 @@ def check_output(records: list[tuple[int, int, bytes]], rules: Rules, out: Explo
         whole_record = n_stored == 0 and len(rejects) == 1 and rejects[0]["reason"] == "undecodable_record"
         if requests is None:
             if not whole_record:
-                _fail(f"{where} is no decodable bundle: expected one undecodable_record row and nothing stored, "
-                      f"got {n_stored} stored and {[r['reason'] for r in rejects]}")
+                _fail(
+                    f"{where} is no decodable bundle: expected one undecodable_record row and nothing stored, "
+                    f"got {n_stored} stored and {[r['reason'] for r in rejects]}"
+                )
             continue
         hostile = [not in_dt64(r.received_at_ms) for r in requests]
         if any(hostile) and whole_record:
@@ -176,13 +183,17 @@ def check_output(records: list[tuple[int, int, bytes]], rules: Rules, out: Explo
             n_events = request_shape(request.body)
             if hostile[r_index]:
                 if len(mine) != 1 or mine[0]["event_index"] != 0:
-                    _fail(f"{where} request {r_index} has received_at_ms {request.received_at_ms} outside "
-                          f"DateTime64: expected it rejected whole (one row), got {len(mine)} rejected rows")
+                    _fail(
+                        f"{where} request {r_index} has received_at_ms {request.received_at_ms} outside "
+                        f"DateTime64: expected it rejected whole (one row), got {len(mine)} rejected rows"
+                    )
                 expected += 1
             elif n_events is None:
                 if [(r["reason"], r["event_index"]) for r in mine] != [("undecodable_request", 0)]:
-                    _fail(f"{where} request {r_index}: body {request.body[:200]!r} is no JSON object with a batch "
-                          f"array: expected one undecodable_request row, got {[r['reason'] for r in mine]}")
+                    _fail(
+                        f"{where} request {r_index}: body {request.body[:200]!r} is no JSON object with a batch "
+                        f"array: expected one undecodable_request row, got {[r['reason'] for r in mine]}"
+                    )
                 expected += 1
             else:
                 indexes = Counter(r["event_index"] for r in mine)
@@ -225,8 +236,10 @@ def check_same_as_reference(records: list[tuple[int, int, bytes]], rules: Rules,
                     _fail(f"{what}.{name} row {i}: native {x!r}, reference {y!r}")
         _fail(f"{what}: the native table differs from the reference in its schema: {got.schema} vs {want.schema}")
     keys = pa.Array.from_buffers(pa.uint64(), out.events.num_rows, [None, pa.py_buffer(rows.message_keys(out.events))])
-    want_keys = [message_key(p, m) for p, m in zip(out.events.column("project").to_pylist(),
-                                                   out.events.column("message_id").to_pylist())]
+    want_keys = [
+        message_key(p, m)
+        for p, m in zip(out.events.column("project").to_pylist(), out.events.column("message_id").to_pylist())
+    ]
     if keys.to_pylist() != want_keys:
         _fail("rows.message_keys differs from writer.message_key")
 
@@ -242,9 +255,9 @@ def explain(records: list[tuple[int, int, bytes]]) -> str:
             continue
         lines.append(f"record ({partition}, {offset}): {len(requests)} request(s)")
         for i, r in enumerate(requests):
-            lines.append(f"  [{i}] project={r.project!r} received_at_ms={r.received_at_ms} ip={r.ip!r} "
-                         f"user_agent={r.user_agent!r}")
+            lines.append(
+                f"  [{i}] project={r.project!r} received_at_ms={r.received_at_ms} ip={r.ip!r} "
+                f"user_agent={r.user_agent!r}"
+            )
             lines.append(f"      body={r.body.decode('utf-8', 'backslashreplace')[:3000]}")
     return "\n".join(lines)
-
-

@@ -43,21 +43,31 @@ def now_iso() -> str:
 def spec_examples(uid: str, ts: str) -> dict[str, dict]:
     """Segment's example payload of each single-call endpoint (HTTP API docs), for user ``uid`` at time ``ts``."""
     return {
-        "identify": {"userId": uid, "traits": {"email": "pgibbons@example.com", "name": "Peter Gibbons",
-                                               "industry": "Technology"},
-                     "context": {"ip": "24.5.68.47"}, "timestamp": ts, "writeKey": KEY},
-        "track": {"userId": uid, "event": "Item Purchased",
-                  "properties": {"name": "Leap to Conclusions Mat", "revenue": 14.99},
-                  "context": {"ip": "24.5.68.47"}, "timestamp": ts, "writeKey": KEY},
-        "page": {"userId": uid, "name": "Tracking HTTP API", "timestamp": ts,
-                 "writeKey": KEY},
-        "screen": {"userId": uid, "name": "Tracking HTTP API", "timestamp": ts,
-                   "writeKey": KEY},
-        "group": {"userId": uid, "groupId": "8e9df332ac",
-                  "traits": {"name": "Initech", "industry": "Technology", "employees": 420},
-                  "timestamp": ts, "writeKey": KEY},
-        "alias": {"previousId": "39239-239239-239239-23923", "userId": uid, "timestamp": ts,
-                  "writeKey": KEY},
+        "identify": {
+            "userId": uid,
+            "traits": {"email": "pgibbons@example.com", "name": "Peter Gibbons", "industry": "Technology"},
+            "context": {"ip": "24.5.68.47"},
+            "timestamp": ts,
+            "writeKey": KEY,
+        },
+        "track": {
+            "userId": uid,
+            "event": "Item Purchased",
+            "properties": {"name": "Leap to Conclusions Mat", "revenue": 14.99},
+            "context": {"ip": "24.5.68.47"},
+            "timestamp": ts,
+            "writeKey": KEY,
+        },
+        "page": {"userId": uid, "name": "Tracking HTTP API", "timestamp": ts, "writeKey": KEY},
+        "screen": {"userId": uid, "name": "Tracking HTTP API", "timestamp": ts, "writeKey": KEY},
+        "group": {
+            "userId": uid,
+            "groupId": "8e9df332ac",
+            "traits": {"name": "Initech", "industry": "Technology", "employees": 420},
+            "timestamp": ts,
+            "writeKey": KEY,
+        },
+        "alias": {"previousId": "39239-239239-239239-23923", "userId": uid, "timestamp": ts, "writeKey": KEY},
     }
 
 
@@ -65,18 +75,32 @@ def batch_example(uid1: str, uid2: str, ts: str) -> dict:
     """The spec's /v1/batch example (its last two timestamps are not valid ISO-8601 in the spec either)."""
     return {
         "batch": [
-            {"type": "identify", "userId": uid1,
-             "traits": {"email": "jake@yahoo.com", "name": "Jake Peterson", "age": 26},
-             "timestamp": ts},
-            {"type": "track", "userId": uid1, "event": "Song Played",
-             "properties": {"name": "Fallin for You", "artist": "Dierks Bentley"},
-             "timestamp": ts},
-            {"type": "identify", "userId": uid2,
-             "traits": {"email": "cindy@example.com", "name": "Cindy Gonzalez", "age": 23},
-             "timestamp": "2015-2-02T00:30:08.276Z"},
-            {"type": "track", "userId": uid2, "event": "Song Played",
-             "properties": {"name": "Get Right", "artist": "Jennifer Lopez"},
-             "timestamp": "2015-2-02T00:30:12.984Z"},
+            {
+                "type": "identify",
+                "userId": uid1,
+                "traits": {"email": "jake@yahoo.com", "name": "Jake Peterson", "age": 26},
+                "timestamp": ts,
+            },
+            {
+                "type": "track",
+                "userId": uid1,
+                "event": "Song Played",
+                "properties": {"name": "Fallin for You", "artist": "Dierks Bentley"},
+                "timestamp": ts,
+            },
+            {
+                "type": "identify",
+                "userId": uid2,
+                "traits": {"email": "cindy@example.com", "name": "Cindy Gonzalez", "age": 23},
+                "timestamp": "2015-2-02T00:30:08.276Z",
+            },
+            {
+                "type": "track",
+                "userId": uid2,
+                "event": "Song Played",
+                "properties": {"name": "Get Right", "artist": "Jennifer Lopez"},
+                "timestamp": "2015-2-02T00:30:12.984Z",
+            },
         ],
         "writeKey": KEY,
         "context": {"device": {"type": "phone", "name": "Apple iPhone 6"}},
@@ -99,7 +123,7 @@ def test_each_single_call_example_of_the_spec_lands(stack, call):
     uid = unique()
     status, _, doc = post(f"{stack.collector_url}/v1/{call}", orjson.dumps(spec_examples(uid, now_iso())[call]))
     assert (status, doc) == (200, OK)
-    (kind, event, name, user_id), = rows(stack, uid, 1)
+    ((kind, event, name, user_id),) = rows(stack, uid, 1)
     assert (kind, user_id) == (call, uid)
     if call == "track":
         assert event == "Item Purchased"
@@ -146,10 +170,13 @@ def _rejected(stack, uid: str) -> int:
 
 def test_selecting_destinations_example_is_accepted_with_basic_auth(stack):
     uid = unique()
-    example = {"userId": uid, "traits": {"email": "pgibbons@example.com", "name": "Peter Gibbons",
-                                         "industry": "Technology"},
-               "context": {"ip": "24.5.68.47"}, "timestamp": now_iso(),
-               "integrations": {"All": False, "Mixpanel": True, "Kissmetrics": True, "Google Analytics": False}}
+    example = {
+        "userId": uid,
+        "traits": {"email": "pgibbons@example.com", "name": "Peter Gibbons", "industry": "Technology"},
+        "context": {"ip": "24.5.68.47"},
+        "timestamp": now_iso(),
+        "integrations": {"All": False, "Mixpanel": True, "Kissmetrics": True, "Google Analytics": False},
+    }
     status, _, doc = post(stack.collector_url + "/v1/identify", orjson.dumps(example), KEY)
     assert (status, doc) == (200, OK)
     assert rows(stack, uid, 1)[0][0] == "identify"
@@ -159,9 +186,11 @@ def test_basic_auth_without_colon_and_path_type_wins(stack):
     """The spec allows 'key' without the trailing colon; a single call's type is its path's."""
     uid = unique()
     header = "Basic " + base64.b64encode(KEY.encode()).decode()
-    status, _, doc = post(stack.collector_url + "/v1/track",
-                          orjson.dumps({"type": "identify", "userId": uid, "event": "Typed By Path"}),
-                          Authorization=header)
+    status, _, doc = post(
+        stack.collector_url + "/v1/track",
+        orjson.dumps({"type": "identify", "userId": uid, "event": "Typed By Path"}),
+        Authorization=header,
+    )
     assert (status, doc) == (200, OK)
     assert rows(stack, uid, 1)[0][:2] == ["track", "Typed By Path"]
 
@@ -170,17 +199,27 @@ def test_analytics_js_paths_text_plain_and_cors(stack):
     """analytics.js posts each call to /v1/<first letter> as text/plain with the key in the body, cross-origin."""
     uid = unique()
     origin = "https://shop.example"
-    for path, body in [("t", {"type": "track", "event": "Viewed", "userId": uid}),
-                       ("p", {"type": "page", "name": "Home", "userId": uid}),
-                       ("i", {"type": "identify", "userId": uid, "traits": {"plan": "pro"}})]:
-        status, headers, doc = post(f"{stack.collector_url}/v1/{path}", orjson.dumps({**body, "writeKey": KEY}),
-                                    Content_Type="text/plain", Origin=origin)
+    for path, body in [
+        ("t", {"type": "track", "event": "Viewed", "userId": uid}),
+        ("p", {"type": "page", "name": "Home", "userId": uid}),
+        ("i", {"type": "identify", "userId": uid, "traits": {"plan": "pro"}}),
+    ]:
+        status, headers, doc = post(
+            f"{stack.collector_url}/v1/{path}",
+            orjson.dumps({**body, "writeKey": KEY}),
+            Content_Type="text/plain",
+            Origin=origin,
+        )
         assert (status, doc) == (200, OK)
         assert headers["access-control-allow-origin"] == "*"
-    batch = {"writeKey": KEY, "sentAt": "2026-01-01T00:00:00.000Z",
-             "batch": [{"type": "screen", "name": "Cart", "userId": uid, "writeKey": KEY}]}
-    status, headers, doc = post(f"{stack.collector_url}/v1/b", orjson.dumps(batch), Content_Type="text/plain",
-                                Origin=origin)
+    batch = {
+        "writeKey": KEY,
+        "sentAt": "2026-01-01T00:00:00.000Z",
+        "batch": [{"type": "screen", "name": "Cart", "userId": uid, "writeKey": KEY}],
+    }
+    status, headers, doc = post(
+        f"{stack.collector_url}/v1/b", orjson.dumps(batch), Content_Type="text/plain", Origin=origin
+    )
     assert (status, doc) == (200, OK)
     assert [r[0] for r in rows(stack, uid, 4)] == ["identify", "page", "screen", "track"]
     # errors carry CORS headers too, so the page's script can read them
@@ -191,9 +230,15 @@ def test_analytics_js_paths_text_plain_and_cors(stack):
 def test_cors_preflight(stack):
     import urllib.request
 
-    req = urllib.request.Request(stack.collector_url + "/v1/batch", method="OPTIONS", headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, content-encoding"})
+    req = urllib.request.Request(
+        stack.collector_url + "/v1/batch",
+        method="OPTIONS",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, content-encoding",
+        },
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 204
         h = {k.lower(): v for k, v in resp.headers.items()}
@@ -220,8 +265,9 @@ def test_body_key_must_be_known_and_basic_wins(stack):
     status, _, doc = post(stack.collector_url + "/v1/track", orjson.dumps({**event, "writeKey": 12345}))
     assert (status, doc["code"]) == (401, "missing_write_key")
     # HTTP Basic decides the project when both are given
-    status, _, _ = post(stack.collector_url + "/v1/track", orjson.dumps({**event, "writeKey": "test-key-beta"}),
-                        "test-key-acme")
+    status, _, _ = post(
+        stack.collector_url + "/v1/track", orjson.dumps({**event, "writeKey": "test-key-beta"}), "test-key-acme"
+    )
     assert status == 200
     assert rows(stack, uid, 1, "project") == [["acme"]]
 
@@ -229,8 +275,10 @@ def test_body_key_must_be_known_and_basic_wins(stack):
 def test_stored_records_keep_the_batch_shape_and_no_write_key(stack):
     """Single calls are stored as one-event batches; a body's write key never reaches Kafka."""
     anon = unique("anon")
-    status, _, _ = post(stack.collector_url + "/v1/track", orjson.dumps(
-        {"anonymousId": anon, "event": "Shape", "sentAt": "2026-01-01T00:00:00.000Z", "writeKey": KEY}))
+    status, _, _ = post(
+        stack.collector_url + "/v1/track",
+        orjson.dumps({"anonymousId": anon, "event": "Shape", "sentAt": "2026-01-01T00:00:00.000Z", "writeKey": KEY}),
+    )
     assert status == 200
     batch = {"writeKey": KEY, "batch": [{"type": "track", "event": "Shape2", "anonymousId": anon, "writeKey": KEY}]}
     status, _, _ = post(stack.collector_url + "/v1/batch", orjson.dumps(batch), KEY)
@@ -262,8 +310,14 @@ def test_segment_python_library_sends_unchanged(stack):
 
     errors = []
     uid = unique("py")
-    client = Client(KEY, host=stack.collector_url, gzip=True, max_retries=2, upload_size=4,
-                    on_error=lambda exc, batch: errors.append(exc))
+    client = Client(
+        KEY,
+        host=stack.collector_url,
+        gzip=True,
+        max_retries=2,
+        upload_size=4,
+        on_error=lambda exc, batch: errors.append(exc),
+    )
     client.identify(uid, {"email": "py@example.com"})
     for i in range(5):
         client.track(uid, "Library Event", {"i": i})

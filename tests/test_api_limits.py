@@ -51,6 +51,7 @@ def batch_url(stack) -> str:
 
 # --- Segment's size limits -------------------------------------------------------------------------
 
+
 def test_an_event_over_32kb_is_413_and_named(stack):
     limit = stack.settings.max_event_bytes
     events = [event(), event(properties={"pad": "x" * limit}), event()]
@@ -86,8 +87,13 @@ def _post_chunked(stack, chunks) -> tuple[int, dict]:
     url = urllib.parse.urlsplit(stack.collector_url)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     try:
-        conn.request("POST", "/v1/batch", body=iter(chunks), encode_chunked=True,
-                     headers={"Authorization": basic(KEY), "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/v1/batch",
+            body=iter(chunks),
+            encode_chunked=True,
+            headers={"Authorization": basic(KEY), "Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())
     finally:
@@ -96,8 +102,10 @@ def _post_chunked(stack, chunks) -> tuple[int, dict]:
 
 def _head(base: str, key: str, framing: str) -> bytes:
     url = urllib.parse.urlsplit(base)
-    return (f"POST /v1/batch HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: {basic(key)}\r\n"
-            f"Content-Type: application/json\r\n{framing}\r\n\r\n").encode()
+    return (
+        f"POST /v1/batch HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: {basic(key)}\r\n"
+        f"Content-Type: application/json\r\n{framing}\r\n\r\n"
+    ).encode()
 
 
 def _chunk(data: bytes) -> bytes:
@@ -155,9 +163,11 @@ def test_chunked_bodies_are_read_up_to_the_limit_only(stack):
         assert sock.recv(1) == b""
 
 
-@pytest.mark.parametrize("key,declared,expected", [("no-such-key", 100_000, (401, "invalid_write_key")),
-                                                   (KEY, 600_000, (413, "body_too_large"))],
-                         ids=["401-basic", "413-content-length"])
+@pytest.mark.parametrize(
+    "key,declared,expected",
+    [("no-such-key", 100_000, (401, "invalid_write_key")), (KEY, 600_000, (413, "body_too_large"))],
+    ids=["401-basic", "413-content-length"],
+)
 def test_bodies_refused_unread_are_drained_so_the_answer_arrives(stack, key, declared, expected):
     """A 401 from HTTP Basic or a 413 from Content-Length is answered before any byte of the body is read."""
     url = urllib.parse.urlsplit(stack.collector_url)
@@ -194,10 +204,12 @@ def test_deep_nesting(stack, depth, code):
 
 def test_numbers_unicode_and_wrong_types(stack):
     url = batch_url(stack)
-    ok = [b'{"batch":[{"type":"track","event":"N","userId":"u","properties":{"big":123456789012345678901234567890}}]}',
-          b'{"batch":[{"type":"track","event":"N","userId":"u","properties":{"x":1.7976931348623157e308,"y":-0.0}}]}',
-          '{"batch":[{"type":"track","event":"Ünïcødé 🎉 \u202e","userId":"ユーザー","properties":{"z":"\\u0000"}}]}'
-          .encode(), b'{"batch":[{"type":"identify","userId":42}]}']
+    ok = [
+        b'{"batch":[{"type":"track","event":"N","userId":"u","properties":{"big":123456789012345678901234567890}}]}',
+        b'{"batch":[{"type":"track","event":"N","userId":"u","properties":{"x":1.7976931348623157e308,"y":-0.0}}]}',
+        '{"batch":[{"type":"track","event":"Ünïcødé 🎉 \u202e","userId":"ユーザー","properties":{"z":"\\u0000"}}]}'.encode(),
+        b'{"batch":[{"type":"identify","userId":42}]}',
+    ]
     for body in ok:
         assert post(url, body, KEY)[0] == 200, body
     bad = {
@@ -213,7 +225,7 @@ def test_numbers_unicode_and_wrong_types(stack):
         b'{"batch":[{"type":"group","userId":"u"}]}': "missing_group_id",
         b'{"batch":{"type":"track"}}': "invalid_batch",
         b'"batch"': "invalid_batch",
-        b'': "malformed_json",
+        b"": "malformed_json",
     }
     for body, code in bad.items():
         status, _, doc = post(url, body, KEY)
@@ -230,13 +242,29 @@ def random_json(rng: random.Random, depth: int = 0):
     if kind == 0:
         return rng.choice([None, True, False])
     if kind == 1:
-        return rng.choice([0, -1, 2**63 - 1, -2**63, 2**64, 10**30, 1.5, -0.0, 1e308, 5e-324])
+        return rng.choice([0, -1, 2**63 - 1, -(2**63), 2**64, 10**30, 1.5, -0.0, 1e308, 5e-324])
     if kind in (2, 3, 4):
         return rng.choice(STRINGS) + "".join(chr(rng.randrange(0x20, 0x2FFF)) for _ in range(rng.randrange(5)))
     if kind in (5, 6):
-        return {rng.choice(["type", "event", "userId", "anonymousId", "batch", "properties", "writeKey",
-                            "previousId", "groupId", "context", "sentAt", rng.choice(STRINGS)]):
-                random_json(rng, depth + 1) for _ in range(rng.randrange(6))}
+        return {
+            rng.choice(
+                [
+                    "type",
+                    "event",
+                    "userId",
+                    "anonymousId",
+                    "batch",
+                    "properties",
+                    "writeKey",
+                    "previousId",
+                    "groupId",
+                    "context",
+                    "sentAt",
+                    rng.choice(STRINGS),
+                ]
+            ): random_json(rng, depth + 1)
+            for _ in range(rng.randrange(6))
+        }
     return [random_json(rng, depth + 1) for _ in range(rng.randrange(5))]
 
 
@@ -244,8 +272,14 @@ def valid_batch(rng: random.Random) -> dict:
     kinds = ["track", "identify", "page", "screen", "group", "alias"]
     events = []
     for _ in range(rng.randrange(1, 6)):
-        ev = {"type": rng.choice(kinds), "userId": f"fuzz-{rng.randrange(10**6)}", "event": "Fuzz",
-              "previousId": "p", "groupId": "g", "properties": {"n": rng.random()}}
+        ev = {
+            "type": rng.choice(kinds),
+            "userId": f"fuzz-{rng.randrange(10**6)}",
+            "event": "Fuzz",
+            "previousId": "p",
+            "groupId": "g",
+            "properties": {"n": rng.random()},
+        }
         events.append(ev)
     return {"batch": events, "sentAt": "2026-01-01T00:00:00.000Z"}
 
@@ -280,8 +314,21 @@ def fuzz_cases(rng: random.Random, n: int) -> list[tuple[str, bytes, dict]]:
         elif shape == 5:  # one field of a valid body replaced by a random value
             doc = orjson.loads(valid)
             target = doc["batch"][0] if "batch" in doc else doc
-            target[rng.choice(["type", "userId", "anonymousId", "event", "previousId", "groupId", "properties",
-                               "sentAt", "context"])] = random_json(rng)
+            target[
+                rng.choice(
+                    [
+                        "type",
+                        "userId",
+                        "anonymousId",
+                        "event",
+                        "previousId",
+                        "groupId",
+                        "properties",
+                        "sentAt",
+                        "context",
+                    ]
+                )
+            ] = random_json(rng)
             if rng.random() < 0.3:
                 doc[rng.choice(["batch", "writeKey", "sentAt"])] = random_json(rng)
             body = _dumps(doc)
@@ -297,10 +344,16 @@ def fuzz_cases(rng: random.Random, n: int) -> list[tuple[str, bytes, dict]]:
             headers["Content-Encoding"] = rng.choice(["gzip", "gzip", "deflate", "br", "GZip", "x-gzip", "ü"])
         elif shape == 9:  # keys done wrong
             body = valid
-            headers["Authorization"] = rng.choice([
-                "Basic " + base64.b64encode(rng.randbytes(rng.randrange(1, 40))).decode(),
-                "Basic " + rng.choice(["", "a", "Ünïcødé", "🎉🎉", "x" * 300]).encode().decode("latin-1"),
-                "Basic", "Bearer abc", "basic " + base64.b64encode(b"\xff\xfe:").decode(), ""])
+            headers["Authorization"] = rng.choice(
+                [
+                    "Basic " + base64.b64encode(rng.randbytes(rng.randrange(1, 40))).decode(),
+                    "Basic " + rng.choice(["", "a", "Ünïcødé", "🎉🎉", "x" * 300]).encode().decode("latin-1"),
+                    "Basic",
+                    "Bearer abc",
+                    "basic " + base64.b64encode(b"\xff\xfe:").decode(),
+                    "",
+                ]
+            )
             if rng.random() < 0.5:
                 doc = orjson.loads(valid)
                 doc["writeKey"] = random_json(rng)
@@ -318,8 +371,11 @@ def fuzz_cases(rng: random.Random, n: int) -> list[tuple[str, bytes, dict]]:
 
 def rejected_total(stack) -> float:
     _, _, raw = get(stack.collector_url + "/metrics")
-    return sum(float(line.split()[-1]) for line in raw.decode().splitlines()
-               if line.startswith("eventpipe_collector_rejected_requests_total{"))
+    return sum(
+        float(line.split()[-1])
+        for line in raw.decode().splitlines()
+        if line.startswith("eventpipe_collector_rejected_requests_total{")
+    )
 
 
 def test_fuzz_never_5xx_and_every_refusal_is_counted(stack):
@@ -330,15 +386,24 @@ def test_fuzz_never_5xx_and_every_refusal_is_counted(stack):
     async def send_all() -> list[int]:
         sem = asyncio.Semaphore(32)
         async with aiohttp.ClientSession(auto_decompress=False) as session:
+
             async def one(path, body, headers):
-                async with sem, session.post(stack.collector_url + path, data=body, headers=headers,
-                                             skip_auto_headers=["Content-Type"],
-                                             timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                async with (
+                    sem,
+                    session.post(
+                        stack.collector_url + path,
+                        data=body,
+                        headers=headers,
+                        skip_auto_headers=["Content-Type"],
+                        timeout=aiohttp.ClientTimeout(total=30),
+                    ) as resp,
+                ):
                     answer = await resp.read()
                     if resp.status != 200:
                         doc = json.loads(answer)  # every refusal is our JSON error body
                         assert doc["success"] is False and doc["code"] and doc["message"], doc
                     return resp.status
+
             return await asyncio.gather(*(one(*case) for case in cases))
 
     before = rejected_total(stack)
@@ -363,8 +428,10 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
 
 # --- a collector of its own: keys from a file, rate limits, header limits -----------------------------
 
-KEYS_FILE = {"acme": ["tuned-key-new-0001", "tuned-key-old-0001"],
-             "slow": {"keys": ["tuned-key-slow-0001"], "rate_limit_events_per_s": 10}}
+KEYS_FILE = {
+    "acme": ["tuned-key-new-0001", "tuned-key-old-0001"],
+    "slow": {"keys": ["tuned-key-slow-0001"], "rate_limit_events_per_s": 10},
+}
 
 
 BODY_TIMEOUT_S = 1.0
@@ -376,9 +443,14 @@ def tuned(stack, tmp_path_factory):
     """A second collector process on the shared broker, served by eventpipe.ingest.server with its own settings."""
     keys_file = tmp_path_factory.mktemp("keys") / "keys.json"
     keys_file.write_text(json.dumps(KEYS_FILE))
-    settings = dataclasses.replace(stack.settings, collector_port=free_port(), write_keys="",
-                                   write_keys_file=keys_file, max_header_bytes=8192,
-                                   body_timeout_seconds=BODY_TIMEOUT_S)
+    settings = dataclasses.replace(
+        stack.settings,
+        collector_port=free_port(),
+        write_keys="",
+        write_keys_file=keys_file,
+        max_header_bytes=8192,
+        body_timeout_seconds=BODY_TIMEOUT_S,
+    )
     env = {**os.environ, **settings.env(), "PYTHONUNBUFFERED": "1"}
     child = Child("tuned", [sys.executable, "-m", "eventpipe.ingest.server"], env, out=None)
     try:
@@ -421,8 +493,10 @@ def _raw_status(base: str, target: str, extra_header: str = "") -> int:
     """Status of one request written in a single send (the server may close before reading it all)."""
     url = urllib.parse.urlsplit(base)
     body = orjson.dumps({"batch": [event()]})
-    head = (f"POST {target} HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: {basic('tuned-key-new-0001')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra_header}\r\n")
+    head = (
+        f"POST {target} HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: {basic('tuned-key-new-0001')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra_header}\r\n"
+    )
     for attempt in range(3):  # a reset can overtake the answer of a server that closed on unread bytes
         with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
             try:
@@ -443,6 +517,7 @@ def test_oversized_headers_and_urls_are_431(tuned):
 
 
 # --- slow bodies: the whole body within EVENTPIPE_BODY_TIMEOUT_SECONDS, else 408 ---------------------
+
 
 async def _slow_client(base: str, chunked: bool, pace: float | None) -> tuple[bytes, float]:
     """Headers, then a body that never completes: nothing more (``pace`` None) or one byte every ``pace`` s.
@@ -475,7 +550,7 @@ async def _slow_client(base: str, chunked: bool, pace: float | None) -> tuple[by
 def _rejected(base: str, reason: str) -> float:
     _, _, raw = get(base + "/metrics")
     prefix = f'eventpipe_collector_rejected_requests_total{{reason="{reason}"}} '
-    return sum(float(line[len(prefix):]) for line in raw.decode().splitlines() if line.startswith(prefix))
+    return sum(float(line[len(prefix) :]) for line in raw.decode().splitlines() if line.startswith(prefix))
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
@@ -490,8 +565,10 @@ def test_slow_bodies_are_cut_off_with_408(tuned, chunked, pace):
     results = asyncio.run(hold_many())
     took = sorted(seconds for _, seconds in results)
     answered = [answer for answer, _ in results if answer]
-    print(f"\n{held} held connections closed after {took[0]:.3f}..{took[-1]:.3f} s (body timeout {BODY_TIMEOUT_S} s),"
-          f" {len(answered)} read the 408")
+    print(
+        f"\n{held} held connections closed after {took[0]:.3f}..{took[-1]:.3f} s (body timeout {BODY_TIMEOUT_S} s),"
+        f" {len(answered)} read the 408"
+    )
     assert BODY_TIMEOUT_S - 0.01 <= took[0] and took[-1] < BODY_TIMEOUT_S + 0.5, took  # libuv timers: 1 ms steps
     if pace is None:  # nothing unread on the connection: every client reads its 408 before the close
         assert len(answered) == held
@@ -510,7 +587,7 @@ def test_a_body_sent_slowly_but_in_time_is_accepted(tuned):
         sock.sendall(_head(tuned, TUNED_KEY, f"Content-Length: {len(body)}"))
         for i in range(0, len(body), len(body) // 4 + 1):  # in pieces over about half the body timeout
             time.sleep(BODY_TIMEOUT_S / 8)
-            sock.sendall(body[i:i + len(body) // 4 + 1])
+            sock.sendall(body[i : i + len(body) // 4 + 1])
         assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
 
 

@@ -32,7 +32,9 @@ class Sender:
 
     def __init__(self, url: str, run_id: str, workers: int = 4):
         self.url, self.run_id, self.workers = url, run_id, workers
-        self.answers: list[tuple[float, float, int, str | None, list[str]]] = []  # at, seconds, status, retry-after, ids
+        self.answers: list[
+            tuple[float, float, int, str | None, list[str]]
+        ] = []  # at, seconds, status, retry-after, ids
         self.stop = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
@@ -41,12 +43,21 @@ class Sender:
         while not self.stop.is_set():
             ids = [f"{self.run_id}-{w}-{n}-{i}" for i in range(5)]
             n += 1
-            body = orjson.dumps({"batch": [{"type": "track", "event": "Outage", "anonymousId": f"dev-{w}",
-                                            "messageId": m} for m in ids]})
+            body = orjson.dumps(
+                {
+                    "batch": [
+                        {"type": "track", "event": "Outage", "anonymousId": f"dev-{w}", "messageId": m} for m in ids
+                    ]
+                }
+            )
             started = time.monotonic()
             try:
-                async with session.post(self.url, data=body, headers={"Authorization": basic("test-key-acme")},
-                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                async with session.post(
+                    self.url,
+                    data=body,
+                    headers={"Authorization": basic("test-key-acme")},
+                    timeout=aiohttp.ClientTimeout(total=30),
+                ) as resp:
                     await resp.read()
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
             except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -82,8 +93,9 @@ def test_broker_outage_prompt_503_readyz_and_nothing_acked_is_lost(own_stack):
         assert wait_for(lambda: ready(stack) == 503, timeout=10, interval=0.1), "/readyz stayed 200"
         readyz_after = time.monotonic() - down_at
         started = time.monotonic()
-        status, headers, doc = post(url, orjson.dumps({"batch": [{"type": "track", "event": "Down",
-                                                                    "userId": "u"}]}), "test-key-acme")
+        status, headers, doc = post(
+            url, orjson.dumps({"batch": [{"type": "track", "event": "Down", "userId": "u"}]}), "test-key-acme"
+        )
         took = time.monotonic() - started
         assert status == 503 and doc["code"] in ("kafka_timeout", "kafka_unavailable", "overloaded"), doc
         assert int(headers["retry-after"]) >= 1
@@ -93,8 +105,15 @@ def test_broker_outage_prompt_503_readyz_and_nothing_acked_is_lost(own_stack):
         stack.broker.start()
         up_at = time.monotonic()
         assert wait_for(lambda: ready(stack) == 200, timeout=30, interval=0.2), "/readyz stayed 503"
-        assert wait_for(lambda: post(url, orjson.dumps({"batch": [{"type": "track", "event": "Up", "userId": "u"}]}),
-                                     "test-key-acme")[0] == 200, timeout=30)
+        assert wait_for(
+            lambda: (
+                post(url, orjson.dumps({"batch": [{"type": "track", "event": "Up", "userId": "u"}]}), "test-key-acme")[
+                    0
+                ]
+                == 200
+            ),
+            timeout=30,
+        )
         recovered = time.monotonic() - up_at
         time.sleep(1)
         if not stack.processor.alive():  # not the collector's concern here; restart it so the check below can run
@@ -108,8 +127,10 @@ def test_broker_outage_prompt_503_readyz_and_nothing_acked_is_lost(own_stack):
     statuses = {s for _, _, s, _, _ in answers}
     slowest = max(seconds for _, seconds, _, _, _ in answers)
     during = [s for at, _, s, _, _ in answers if down_at <= at <= down_at + 2.5]  # the broker surely away
-    print(f"\noutage: {len(answers)} requests, statuses {sorted(statuses)}, slowest answer {slowest:.2f}s, "
-          f"/readyz 503 after {readyz_after:.1f}s, recovered {recovered:.1f}s after the broker was up")
+    print(
+        f"\noutage: {len(answers)} requests, statuses {sorted(statuses)}, slowest answer {slowest:.2f}s, "
+        f"/readyz 503 after {readyz_after:.1f}s, recovered {recovered:.1f}s after the broker was up"
+    )
     assert statuses <= {200, 503}, statuses
     assert all(r is not None for _, _, s, r, _ in answers if s == 503), "a 503 without Retry-After"
     assert slowest <= PROMPT_S, slowest

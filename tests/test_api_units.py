@@ -24,19 +24,39 @@ from eventpipe.ingest.errors import Rejected
 from eventpipe.ingest.keys import KeyRing, fingerprint, parse_pairs, projects_by_key, redact, write_key_from_basic
 from eventpipe.ingest.ratelimit import TokenBucket
 
-FIELDS = ["type", "event", "userId", "anonymousId", "previousId", "groupId", "properties", "writeKey", "batch",
-          "sentAt", "context", "traits"]
+FIELDS = [
+    "type",
+    "event",
+    "userId",
+    "anonymousId",
+    "previousId",
+    "groupId",
+    "properties",
+    "writeKey",
+    "batch",
+    "sentAt",
+    "context",
+    "traits",
+]
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20) | st.sampled_from(sorted(EVENT_TYPES)),
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=6),
-    max_leaves=30)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(sorted(EVENT_TYPES)),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=6)
+    ),
+    max_leaves=30,
+)
 event_like = st.fixed_dictionaries(
     {"type": st.sampled_from(sorted(EVENT_TYPES)) | json_values},
-    optional={f: json_values | st.text(min_size=1, max_size=10) for f in FIELDS if f != "type"})
-batch_like = st.fixed_dictionaries({"batch": st.lists(event_like, max_size=5) | json_values},
-                                   optional={"writeKey": json_values, "sentAt": json_values})
+    optional={f: json_values | st.text(min_size=1, max_size=10) for f in FIELDS if f != "type"},
+)
+batch_like = st.fixed_dictionaries(
+    {"batch": st.lists(event_like, max_size=5) | json_values}, optional={"writeKey": json_values, "sentAt": json_values}
+)
 
 
 def _dumps(value) -> bytes:
@@ -68,8 +88,10 @@ def test_batch_bodies_are_accepted_or_rejected_never_crash(body):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.binary(max_size=300), json_values.map(_dumps), event_like.map(_dumps)),
-       st.sampled_from(sorted(EVENT_TYPES)))
+@given(
+    st.one_of(st.binary(max_size=300), json_values.map(_dumps), event_like.map(_dumps)),
+    st.sampled_from(sorted(EVENT_TYPES)),
+)
 def test_single_bodies_are_accepted_or_rejected_never_crash(body, kind):
     parsed = _judge(parse_single, body, kind, 1000)
     if parsed is not None:
@@ -100,21 +122,29 @@ def test_event_size_is_judged_per_event_and_nesting_is_bounded():
 
 
 def test_single_events_are_wrapped_as_batches():
-    parsed = parse_single(b'{"userId":"u","event":"E","type":"page","sentAt":"2026-01-01T00:00:00Z","writeKey":"k"}',
-                          "track")
-    assert orjson.loads(parsed.body) == {"batch": [{"userId": "u", "event": "E", "type": "track"}],
-                                         "sentAt": "2026-01-01T00:00:00Z"}
+    parsed = parse_single(
+        b'{"userId":"u","event":"E","type":"page","sentAt":"2026-01-01T00:00:00Z","writeKey":"k"}', "track"
+    )
+    assert orjson.loads(parsed.body) == {
+        "batch": [{"userId": "u", "event": "E", "type": "track"}],
+        "sentAt": "2026-01-01T00:00:00Z",
+    }
     assert (parsed.events, parsed.partition_key, parsed.write_key) == (1, b"u", "k")
 
 
 # --- keys ----------------------------------------------------------------------------------------------
+
 
 def test_keys_from_env_and_both_file_formats(tmp_path):
     lines = tmp_path / "keys.txt"
     lines.write_text("# rotation in progress\nnew-key-0001=acme\nold-key-0001=acme  # until June\n\npadded==beta\n")
     ring = KeyRing.from_settings(Settings(write_keys="env-key=gamma", write_keys_file=lines))
     assert {k: ring.lookup(k).project for k in ("new-key-0001", "old-key-0001", "padded=", "env-key")} == {
-        "new-key-0001": "acme", "old-key-0001": "acme", "padded=": "beta", "env-key": "gamma"}
+        "new-key-0001": "acme",
+        "old-key-0001": "acme",
+        "padded=": "beta",
+        "env-key": "gamma",
+    }
     assert ring.lookup("new-key-000") is None and ring.lookup("") is None
     assert ring.projects == ["acme", "beta", "gamma"]
 
@@ -126,13 +156,16 @@ def test_keys_from_env_and_both_file_formats(tmp_path):
     assert KeyRing.from_settings(Settings(write_keys="a=b")).lookup("a").bucket is None  # no limit by default
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("abc===demo", {"abc==": "demo"}),  # the last "=" splits: base64 padding stays with the key
-    ("k1=a, k2=b", {"k1": "a", "k2": "b"}),
-    (" k1 = a ,,k1=a,", {"k1": "a"}),  # space dropped, empty entries skipped, a repeated pair is one key
-    ("a=b=c", {"a=b": "c"}),
-    ("", {}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("abc===demo", {"abc==": "demo"}),  # the last "=" splits: base64 padding stays with the key
+        ("k1=a, k2=b", {"k1": "a", "k2": "b"}),
+        (" k1 = a ,,k1=a,", {"k1": "a"}),  # space dropped, empty entries skipped, a repeated pair is one key
+        ("a=b=c", {"a=b": "c"}),
+        ("", {}),
+    ],
+)
 def test_write_key_pairs_split_at_the_last_equals(text, expected):
     assert parse_pairs(text, "EVENTPIPE_WRITE_KEYS") == expected
     assert projects_by_key(Settings(write_keys=text)) == expected
@@ -154,9 +187,17 @@ def test_every_reader_of_the_keys_sees_the_file_too(tmp_path):
     assert (ring.lookup("env-key==").project, ring.lookup("file-key=").project) == ("beta", "acme")
 
 
-@pytest.mark.parametrize("content", ["s3cr3t-key-1", "s3cr3t-key-1=acme\ns3cr3t-key-1=beta",
-                                     '{"acme": ["s3cr3t-key-1"], "beta": ["s3cr3t-key-1"]}',
-                                     '{"acme": "s3cr3t-key-1"}', '{"acme": [1]}', "{not json s3cr3t-key-1"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "s3cr3t-key-1",
+        "s3cr3t-key-1=acme\ns3cr3t-key-1=beta",
+        '{"acme": ["s3cr3t-key-1"], "beta": ["s3cr3t-key-1"]}',
+        '{"acme": "s3cr3t-key-1"}',
+        '{"acme": [1]}',
+        "{not json s3cr3t-key-1",
+    ],
+)
 def test_bad_key_files_say_where_never_the_key(tmp_path, content):
     path = tmp_path / "keys"
     path.write_text(content)
@@ -195,6 +236,7 @@ def test_redact_removes_the_key_as_a_whole_json_string_only():
 
 
 # --- rate limits and CORS --------------------------------------------------------------------------------
+
 
 def test_token_bucket_lets_a_second_through_then_asks_to_wait():
     bucket = TokenBucket(10)

@@ -20,8 +20,9 @@ def test_write_key_from_basic():
 
 def test_partition_key_is_first_events_anonymous_or_user_id():
     assert parse_batch(b'{"batch":[{"type":"identify","userId":"u1"}]}', 1000).partition_key == b"u1"
-    parsed = parse_batch(b'{"batch":[{"type":"track","event":"e","anonymousId":"a","userId":"u"},'
-                         b'{"type":"page","userId":"z"}]}', 1000)
+    parsed = parse_batch(
+        b'{"batch":[{"type":"track","event":"e","anonymousId":"a","userId":"u"},{"type":"page","userId":"z"}]}', 1000
+    )
     assert (parsed.partition_key, parsed.events) == (b"a", 2)
 
 

@@ -72,8 +72,7 @@ def test_a_busy_partition_keeps_filling_and_ships_at_the_ack():
 def test_an_ack_that_never_comes_is_a_prompt_503_for_the_bundles_behind_it_too():
     async def go():
         producer = FakeProducer()
-        b = Bundler(producer, "t", 4, window_ms=1, max_bytes=1 << 20, max_inflight_bytes=1 << 30,
-                    ack_timeout_ms=100)
+        b = Bundler(producer, "t", 4, window_ms=1, max_bytes=1 << 20, max_inflight_bytes=1 << 30, ack_timeout_ms=100)
         k = key_for(2)
         started = time.monotonic()
         first = asyncio.create_task(b.submit(k, request(0)))
@@ -109,7 +108,8 @@ def test_a_full_bundle_ships_at_once_and_the_rest_follows_at_the_ack():
         producer.ack(1)
         await asyncio.gather(*tasks)
         assert [body for _, batch, _ in producer.sent for body in requests_in(batch)] == [
-            b'{"batch":[%d]}' % n for n in range(6)]
+            b'{"batch":[%d]}' % n for n in range(6)
+        ]
 
     run(go())
 

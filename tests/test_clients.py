@@ -46,32 +46,73 @@ class Client:
 
 
 CLIENTS = [
-    Client("segment-node", "node", "segment.mjs", ("@segment/analytics-node", "3.1.0"), "analytics-node-next/latest",
-           {"app": {"name": "node-shop", "version": "5.0.2", "build": "502"}, "os": {"name": "macOS", "version": "15.1"},
-            "device": {"manufacturer": "Apple", "model": "MacBookPro18,3"}, "locale": "pt-BR",
-            "timezone": "America/Sao_Paulo", "ip": "198.51.100.23"},
-           re.compile(r"^node-next-\d{13}-[0-9a-f-]{36}$"),
-           {"email": "node@example.com", "name": "Node Js", "logins": 3}, {"category": "Docs"}),
+    Client(
+        "segment-node",
+        "node",
+        "segment.mjs",
+        ("@segment/analytics-node", "3.1.0"),
+        "analytics-node-next/latest",
+        {
+            "app": {"name": "node-shop", "version": "5.0.2", "build": "502"},
+            "os": {"name": "macOS", "version": "15.1"},
+            "device": {"manufacturer": "Apple", "model": "MacBookPro18,3"},
+            "locale": "pt-BR",
+            "timezone": "America/Sao_Paulo",
+            "ip": "198.51.100.23",
+        },
+        re.compile(r"^node-next-\d{13}-[0-9a-f-]{36}$"),
+        {"email": "node@example.com", "name": "Node Js", "logins": 3},
+        {"category": "Docs"},
+    ),
     # RudderStack names its library "analytics-node" (the name of Segment's old Node client)
-    Client("rudderstack-node", "node", "rudderstack.mjs", ("analytics-node", "3.0.13"), "analytics-node/3.0.13",
-           {"app": {"name": "rudder-shop", "version": "7.3.0", "build": "730"}, "os": {"name": "Windows", "version": "11"},
-            "device": {"manufacturer": "Dell", "model": "XPS 13"}, "locale": "ja-JP", "timezone": "Asia/Tokyo",
-            "ip": "192.0.2.201"},
-           UUID, {"email": "rudder@example.com", "name": "Rudder Stack", "logins": 3}, {}),
+    Client(
+        "rudderstack-node",
+        "node",
+        "rudderstack.mjs",
+        ("analytics-node", "3.0.13"),
+        "analytics-node/3.0.13",
+        {
+            "app": {"name": "rudder-shop", "version": "7.3.0", "build": "730"},
+            "os": {"name": "Windows", "version": "11"},
+            "device": {"manufacturer": "Dell", "model": "XPS 13"},
+            "locale": "ja-JP",
+            "timezone": "Asia/Tokyo",
+            "ip": "192.0.2.201",
+        },
+        UUID,
+        {"email": "rudder@example.com", "name": "Rudder Stack", "logins": 3},
+        {},
+    ),
     # gopkg.in/segmentio/analytics-go.v3 v3.1.0 still declares Version = "3.0.0"
-    Client("segment-go", "go", None, ("analytics-go", "3.0.0"), "analytics-go (version: 3.0.0)",
-           {"app": {"name": "go-shop", "version": "2.4.1", "build": "241"}, "os": {"name": "Linux", "version": "6.8"},
-            "device": {"manufacturer": "Lenovo", "model": "ThinkPad X1"}, "locale": "hi-IN", "timezone": "Asia/Kolkata",
-            "ip": "203.0.113.77", "source": "eventpipe-tests"},
-           UUID, {"email": "go@example.com", "name": "Go Pher", "logins": 3}, {}),
+    Client(
+        "segment-go",
+        "go",
+        None,
+        ("analytics-go", "3.0.0"),
+        "analytics-go (version: 3.0.0)",
+        {
+            "app": {"name": "go-shop", "version": "2.4.1", "build": "241"},
+            "os": {"name": "Linux", "version": "6.8"},
+            "device": {"manufacturer": "Lenovo", "model": "ThinkPad X1"},
+            "locale": "hi-IN",
+            "timezone": "Asia/Kolkata",
+            "ip": "203.0.113.77",
+            "source": "eventpipe-tests",
+        },
+        UUID,
+        {"email": "go@example.com", "name": "Go Pher", "logins": 3},
+        {},
+    ),
 ]
 
-COLUMNS = ("type, event, name, message_id, anonymous_id, user_id, properties, traits, context, library_name, "
-           "library_version, app_name, app_version, app_build, os_name, os_version, device_manufacturer, "
-           "device_model, locale, timezone, page_path, page_url, page_referrer, toFloat64(revenue) AS revenue, ip, "
-           "user_agent, platform, flags, toUnixTimestamp64Milli(timestamp) AS ts, "
-           "toUnixTimestamp64Milli(client_timestamp) AS client_ts, toUnixTimestamp64Milli(sent_at) AS sent_ts, "
-           "toUnixTimestamp64Milli(received_at) AS received_ts, group_id, previous_id")
+COLUMNS = (
+    "type, event, name, message_id, anonymous_id, user_id, properties, traits, context, library_name, "
+    "library_version, app_name, app_version, app_build, os_name, os_version, device_manufacturer, "
+    "device_model, locale, timezone, page_path, page_url, page_referrer, toFloat64(revenue) AS revenue, ip, "
+    "user_agent, platform, flags, toUnixTimestamp64Milli(timestamp) AS ts, "
+    "toUnixTimestamp64Milli(client_timestamp) AS client_ts, toUnixTimestamp64Milli(sent_at) AS sent_ts, "
+    "toUnixTimestamp64Milli(received_at) AS received_ts, group_id, previous_id"
+)
 NAMES = [column.split(" AS ")[-1] for column in COLUMNS.split(", ")]
 
 
@@ -79,8 +120,11 @@ def install(toolchain: str) -> str:
     """Runs tests/clients/install.sh; its last stdout line (the Go binary's path) is returned."""
     proc = subprocess.run([str(CLIENTS_DIR / "install.sh"), toolchain], capture_output=True, text=True, timeout=570)
     if proc.returncode != 0:
-        pytest.fail(f"installing the {toolchain} clients failed (exit {proc.returncode}):\n"
-                    f"{proc.stderr[-4000:]}{proc.stdout[-2000:]}", pytrace=False)
+        pytest.fail(
+            f"installing the {toolchain} clients failed (exit {proc.returncode}):\n"
+            f"{proc.stderr[-4000:]}{proc.stdout[-2000:]}",
+            pytrace=False,
+        )
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
 
@@ -92,6 +136,7 @@ def installed():
         if toolchain not in found:
             found[toolchain] = install(toolchain)
         return found[toolchain]
+
     return get
 
 
@@ -112,8 +157,9 @@ def test_official_client_lands_every_call_once_with_its_fields(stack, installed,
     run = f"{client.name}-{uuid.uuid4().hex[:10]}"
     started = int(time.time() * 1000)
     at = started - 60_000  # the explicit times: events recorded a minute before they are sent
-    proc = subprocess.run(argv + [stack.collector_url, KEY, run, str(at)], capture_output=True, text=True,
-                          timeout=60, cwd=CLIENTS_DIR)
+    proc = subprocess.run(
+        argv + [stack.collector_url, KEY, run, str(at)], capture_output=True, text=True, timeout=60, cwd=CLIENTS_DIR
+    )
     ended = int(time.time() * 1000)
     assert proc.returncode == 0, f"{client.name} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -133,8 +179,13 @@ def test_official_client_lands_every_call_once_with_its_fields(stack, installed,
     web_page = {"url": "https://shop.example/pricing", "path": "/pricing", "referrer": "https://search.example/"}
     expected = {  # message_id suffix: (type, event, name, properties, traits)
         "identify": ("identify", "$identify", "", {}, client.identify_traits),
-        "track": ("track", "Order Completed", "", {"revenue": 12.5, "currency": "EUR",
-                                                   "items": [{"sku": "a-1", "qty": 2}]}, {}),
+        "track": (
+            "track",
+            "Order Completed",
+            "",
+            {"revenue": 12.5, "currency": "EUR", "items": [{"sku": "a-1", "qty": 2}]},
+            {},
+        ),
         "viewed": ("track", "Order Viewed", "", {"n": 1}, {}),
         "page": ("page", "$page", "Pricing", {**web_page, **client.page_properties_extra}, {}),
         "screen": ("screen", "$screen", "Settings", {"tab": "privacy"}, {}),
@@ -153,8 +204,10 @@ def test_official_client_lands_every_call_once_with_its_fields(stack, installed,
         assert json.loads(row["traits"]) == traits, where
         assert "message_id_generated" not in row["flags"] and "field_coerced" not in row["flags"], where
         assert row["revenue"] == (12.5 if suffix == "track" else 0), where
-        assert (row["group_id"], row["previous_id"]) == ({"group": f"{run}-group"}.get(suffix, ""),
-                                                         {"alias": anon}.get(suffix, "")), where
+        assert (row["group_id"], row["previous_id"]) == (
+            {"group": f"{run}-group"}.get(suffix, ""),
+            {"alias": anon}.get(suffix, ""),
+        ), where
 
         # context: the library as the client names itself, and the typed columns of what the program sent
         # (for analytics-go all of it comes from the batch envelope, merged into each event)
@@ -168,8 +221,9 @@ def test_official_client_lands_every_call_once_with_its_fields(stack, installed,
         assert row["user_agent"] == client.user_agent, where
         assert row["platform"] == ("web" if kind == "page" else ctx["os"]["name"].lower()), where
         if kind == "page":
-            assert (row["page_path"], row["page_url"], row["page_referrer"]) == tuple(web_page[k] for k in
-                                                                                     ("path", "url", "referrer"))
+            assert (row["page_path"], row["page_url"], row["page_referrer"]) == tuple(
+                web_page[k] for k in ("path", "url", "referrer")
+            )
         own = {"library": {"name": client.library[0], "version": client.library[1]}}
         if (client.name, suffix) == ("segment-go", "page"):  # the event's own context, merged over the batch's
             own.update(locale="en-IN", page={"referrer": "https://search.example/"})
@@ -178,7 +232,9 @@ def test_official_client_lands_every_call_once_with_its_fields(stack, installed,
         assert json.loads(row["context"]) == {**ctx, **own}, where
 
         # times: the client's own, when it sent the batch, when the collector got it, and the corrected one
-        assert started - 1000 <= row["sent_ts"] <= row["received_ts"] + 1000 and row["received_ts"] <= ended + 1000, where
+        assert started - 1000 <= row["sent_ts"] <= row["received_ts"] + 1000 and row["received_ts"] <= ended + 1000, (
+            where
+        )
         if suffix == "viewed":  # no explicit timestamp: the client's clock at the call
             # (RudderStack sends it only as `originalTimestamp`, which the processor reads when `timestamp` is absent)
             assert started - 1000 <= row["client_ts"] <= row["sent_ts"], where

@@ -64,8 +64,9 @@ class TimedLoader(Loader):
         headers = {"Authorization": basic(self.key), "Content-Type": "application/json"}
         while True:
             started = time.monotonic()
-            async with session.post(self.url, data=body, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            async with session.post(
+                self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+            ) as resp:
                 answer = await resp.read()
             took = time.monotonic() - started
             self.statuses[resp.status] += 1
@@ -104,8 +105,13 @@ def cluster_stack(tmp_path_factory):
     """Three combined KRaft nodes (small heaps), the processor and the collector bootstrapped to all three."""
     tmp_path = tmp_path_factory.mktemp("cluster")
     # six ports (3 nodes x client + controller) below the ephemeral range: see free_port_block
-    settings = make_settings(tmp_path, kafka_bootstrap=f"127.0.0.1:{free_port_block(6)}", kafka_nodes=3,
-                             broker_heap="384m", processor_session_timeout=6.0)
+    settings = make_settings(
+        tmp_path,
+        kafka_bootstrap=f"127.0.0.1:{free_port_block(6)}",
+        kafka_nodes=3,
+        broker_heap="384m",
+        processor_session_timeout=6.0,
+    )
     started = time.monotonic()
     cluster = KafkaCluster(settings).start()
     with stack_on(cluster, tmp_path) as stack:
@@ -121,8 +127,9 @@ def wait_all_in_sync(cluster: KafkaCluster, timeout: float = 60.0) -> float:
     """Seconds until every partition has a leader and all three replicas in its ISR."""
     started = time.monotonic()
     ids = {n.node_id for n in cluster.nodes}
-    assert wait_for(lambda: all(p.leader in ids and set(p.isr) == ids for p in described(cluster)),
-                    timeout=timeout, interval=0.2), described(cluster)
+    assert wait_for(
+        lambda: all(p.leader in ids and set(p.isr) == ids for p in described(cluster)), timeout=timeout, interval=0.2
+    ), described(cluster)
     return time.monotonic() - started
 
 
@@ -146,11 +153,15 @@ def busiest_leader(cluster: KafkaCluster) -> tuple[int, list[int]]:
     return leader, [p.partition for p in parts if p.leader == leader]
 
 
-def wait_new_leaders(cluster: KafkaCluster, victim: int, led: list[int], started: float,
-                     timeout: float = 30.0) -> float:
+def wait_new_leaders(
+    cluster: KafkaCluster, victim: int, led: list[int], started: float, timeout: float = 30.0
+) -> float:
     """Seconds from ``started`` until every partition ``victim`` led has another live leader."""
-    assert wait_for(lambda: all(p.leader not in (victim, -1) for p in described(cluster) if p.partition in led),
-                    timeout=timeout, interval=0.1), described(cluster)
+    assert wait_for(
+        lambda: all(p.leader not in (victim, -1) for p in described(cluster) if p.partition in led),
+        timeout=timeout,
+        interval=0.1,
+    ), described(cluster)
     return time.monotonic() - started
 
 
@@ -178,9 +189,17 @@ def test_leader_and_controller_loss_under_load_lose_and_double_nothing(cluster_s
         node.wait_ready(120, offset)
         restart = time.monotonic() - t0
         in_sync = wait_all_in_sync(cluster)
-        events.append(dict(kind=kind, node=victim, partitions_led=len(led), new_leader_s=round(to_leader, 2),
-                           new_controller_s=to_controller and round(to_controller, 2),
-                           restart_s=round(restart, 1), back_in_isr_s=round(in_sync, 1)))
+        events.append(
+            dict(
+                kind=kind,
+                node=victim,
+                partitions_led=len(led),
+                new_leader_s=round(to_leader, 2),
+                new_controller_s=to_controller and round(to_controller, 2),
+                restart_s=round(restart, 1),
+                back_in_isr_s=round(in_sync, 1),
+            )
+        )
 
     for _ in range(LEADER_KILLS):
         bounce("leader SIGKILL", lambda n: n.kill())
@@ -200,10 +219,12 @@ def test_leader_and_controller_loss_under_load_lose_and_double_nothing(cluster_s
         print("  ", e)
     limit = settings.ack_timeout_ms / 1000 + MARGIN_S
     over = [x for x in loader.slow if x[1] > limit]
-    print(f"requests {loader.sent}, attempts answered {dict(loader.statuses)}; slowest {loader.slowest:.2f}s "
-          f"(limit {limit:g}s: ack timeout + margin; over it: {over[:3]}; the sender's own loop lag at most "
-          f"{loader.lag_max:.2f}s); accepted {expected} events, stored {count} ({unique} unique); "
-          f"load ran {load_s:.0f}s")
+    print(
+        f"requests {loader.sent}, attempts answered {dict(loader.statuses)}; slowest {loader.slowest:.2f}s "
+        f"(limit {limit:g}s: ack timeout + margin; over it: {over[:3]}; the sender's own loop lag at most "
+        f"{loader.lag_max:.2f}s); accepted {expected} events, stored {count} ({unique} unique); "
+        f"load ran {load_s:.0f}s"
+    )
     assert done and (count, unique) == (expected, expected)
     assert loader.accepted_events == loader.sent * EVENTS_PER_REQUEST  # every request got its 200 in the end
     checks = verify(lambda sql: query(stack, sql))
@@ -227,9 +248,22 @@ async def _post_all(url: str, bodies: list[bytes]) -> list[tuple[int, dict, floa
 
 
 def _bodies(prefix: str, n: int) -> list[bytes]:
-    return [orjson.dumps({"batch": [
-        {"type": "track", "event": "View", "anonymousId": f"device-{r % 40}", "messageId": f"{prefix}-{r}-{i}"}
-        for i in range(EVENTS_PER_REQUEST)]}) for r in range(n)]
+    return [
+        orjson.dumps(
+            {
+                "batch": [
+                    {
+                        "type": "track",
+                        "event": "View",
+                        "anonymousId": f"device-{r % 40}",
+                        "messageId": f"{prefix}-{r}-{i}",
+                    }
+                    for i in range(EVENTS_PER_REQUEST)
+                ]
+            }
+        )
+        for r in range(n)
+    ]
 
 
 def test_below_min_isr_the_collector_refuses_and_keeps_what_it_acked(cluster_stack):
@@ -256,25 +290,30 @@ def test_below_min_isr_the_collector_refuses_and_keeps_what_it_acked(cluster_sta
     restarted = time.monotonic() - t0
     in_sync = wait_all_in_sync(cluster)
     # The collector's producer reconnects on its own; the first write after the outage may still be refused.
-    first_ok = wait_for(lambda: asyncio.run(_post_all(url, _bodies("minisr-probe", 1)))[0][0] == 200,
-                        timeout=30, interval=0.5)
+    first_ok = wait_for(
+        lambda: asyncio.run(_post_all(url, _bodies("minisr-probe", 1)))[0][0] == 200, timeout=30, interval=0.5
+    )
     recovered = time.monotonic() - t0
     assert first_ok
     after = asyncio.run(_post_all(url, _bodies("minisr-after", 40)))
     assert [s for s, _, _ in after] == [200] * 40
 
     acked = 80 * EVENTS_PER_REQUEST
-    sql = ("SELECT countIf(message_id LIKE 'minisr-before-%' OR message_id LIKE 'minisr-after-%'), "
-           "uniqExactIf(message_id, message_id LIKE 'minisr-before-%' OR message_id LIKE 'minisr-after-%'), "
-           "countIf(message_id LIKE 'minisr-during-%'), uniqExactIf(message_id, message_id LIKE 'minisr-during-%') "
-           "FROM events")
+    sql = (
+        "SELECT countIf(message_id LIKE 'minisr-before-%' OR message_id LIKE 'minisr-after-%'), "
+        "uniqExactIf(message_id, message_id LIKE 'minisr-before-%' OR message_id LIKE 'minisr-after-%'), "
+        "countIf(message_id LIKE 'minisr-during-%'), uniqExactIf(message_id, message_id LIKE 'minisr-during-%') "
+        "FROM events"
+    )
     assert wait_for(lambda: query(stack, sql)[0][0] >= acked, timeout=60)
     time.sleep(2)
     kept, kept_unique, late, late_unique = query(stack, sql)[0]
-    print(f"2 of 3 nodes down: {dict(statuses)} in at most {slowest:.2f}s (ack timeout {ack_timeout:g}s); "
-          f"restarted in {restarted:.1f}s, back in every ISR {in_sync:.1f}s later, a write acked again "
-          f"{recovered:.1f}s after the restart began; "
-          f"acked {acked} events, stored {kept} ({kept_unique} unique); refused-then-landed {late}")
+    print(
+        f"2 of 3 nodes down: {dict(statuses)} in at most {slowest:.2f}s (ack timeout {ack_timeout:g}s); "
+        f"restarted in {restarted:.1f}s, back in every ISR {in_sync:.1f}s later, a write acked again "
+        f"{recovered:.1f}s after the restart began; "
+        f"acked {acked} events, stored {kept} ({kept_unique} unique); refused-then-landed {late}"
+    )
     assert (kept, kept_unique) == (acked, acked)
     assert late == late_unique  # a refused bundle may still land after the outage, but only once
 

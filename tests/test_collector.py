@@ -20,8 +20,16 @@ KEY = "test-key-acme"
 
 def batch(n: int = 3, anonymous_id: str | None = None, **extra) -> dict:
     anon = anonymous_id or str(uuid.uuid4())
-    events = [{"type": "track", "event": "Clicked", "anonymousId": anon, "messageId": str(uuid.uuid4()),
-               "properties": {"n": i}} for i in range(n)]
+    events = [
+        {
+            "type": "track",
+            "event": "Clicked",
+            "anonymousId": anon,
+            "messageId": str(uuid.uuid4()),
+            "properties": {"n": i},
+        }
+        for i in range(n)
+    ]
     return {"batch": events, "sentAt": "2026-01-01T00:00:00.000Z", **extra}
 
 
@@ -71,8 +79,9 @@ def test_oversize_and_gzip_bombs_are_413(stack):
 
 
 def test_gzip_body_is_accepted(stack):
-    status, _, doc = post(stack.collector_url + "/v1/batch", gzip.compress(orjson.dumps(batch())), KEY,
-                          Content_Encoding="gzip")
+    status, _, doc = post(
+        stack.collector_url + "/v1/batch", gzip.compress(orjson.dumps(batch())), KEY, Content_Encoding="gzip"
+    )
     assert (status, doc) == (200, {"success": True})
 
 
@@ -106,10 +115,15 @@ def test_concurrent_requests_share_bundles(stack):
 
     async def burst(n: int) -> list[int]:
         async with aiohttp.ClientSession() as session:
+
             async def one():
-                async with session.post(stack.collector_url + "/v1/batch", data=orjson.dumps(batch(2, "same-device")),
-                                        headers={"Authorization": "Basic dGVzdC1rZXktYWNtZTo="}) as r:
+                async with session.post(
+                    stack.collector_url + "/v1/batch",
+                    data=orjson.dumps(batch(2, "same-device")),
+                    headers={"Authorization": "Basic dGVzdC1rZXktYWNtZTo="},
+                ) as r:
                     return r.status
+
             return await asyncio.gather(*(one() for _ in range(n)))
 
     def sample(name: str) -> float:

@@ -15,7 +15,8 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 def test_committed_page_is_the_generated_one():
     assert DOC.read_text() == render(), (
-        "docs/configuration.md is out of date: run  python -m eventpipe.config_doc > docs/configuration.md")
+        "docs/configuration.md is out of date: run  python -m eventpipe.config_doc > docs/configuration.md"
+    )
 
 
 def test_every_field_is_listed_once_with_a_machine_independent_default():

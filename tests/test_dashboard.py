@@ -42,8 +42,16 @@ import numpy as np
 import orjson
 import pytest
 
-from eventpipe.processors.dashboard import (SERIES, History, Snapshots, _collector_metrics, above_top_bucket, bucket_delta,
-                                  histogram_quantile, history_point)
+from eventpipe.processors.dashboard import (
+    SERIES,
+    History,
+    Snapshots,
+    _collector_metrics,
+    above_top_bucket,
+    bucket_delta,
+    histogram_quantile,
+    history_point,
+)
 from eventpipe.processors.logs import FirstJoin, ReadyLine, Repeats, assigned_line, partition_ranges
 from tests.conftest import private_stack, query, wait_for
 from tests.http import basic, get, post
@@ -51,13 +59,15 @@ from tests.http import basic, get, post
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)"
+)
 INF = math.inf
 STALL = 3.0  # processor_stall_seconds of the private stack
 LIMITED_KEY = "test-key-limited"  # 10 events/s: a 100-event batch puts it in debt
 
 
 # --- the arithmetic ---------------------------------------------------------
+
 
 def test_histogram_quantile_interpolates_like_prometheus():
     buckets = [(0.01, 50.0), (0.05, 90.0), (0.1, 100.0), (INF, 100.0)]
@@ -122,13 +132,26 @@ def test_collector_metrics_are_read_from_the_exposition_format():
 
 
 def test_a_history_point_is_over_its_own_step():
-    then = {"lag": 5.0, "freshness": [(0.5, 0.0), (1.0, 0.0), (INF, 0.0)], "written": 100.0, "rejected": 1.0,
-            "cpu": 10.0, "rss": 5e8}
-    now = {"lag": 7.0, "freshness": [(0.5, 90.0), (1.0, 100.0), (INF, 100.0)], "written": 300.0, "rejected": 5.0,
-           "cpu": 11.0, "rss": 6e8}
+    then = {
+        "lag": 5.0,
+        "freshness": [(0.5, 0.0), (1.0, 0.0), (INF, 0.0)],
+        "written": 100.0,
+        "rejected": 1.0,
+        "cpu": 10.0,
+        "rss": 5e8,
+    }
+    now = {
+        "lag": 7.0,
+        "freshness": [(0.5, 90.0), (1.0, 100.0), (INF, 100.0)],
+        "written": 300.0,
+        "rejected": 5.0,
+        "cpu": 11.0,
+        "rss": 6e8,
+    }
     collector_then = _collector_metrics(COLLECTOR_TEXT)
-    later = (COLLECTOR_TEXT.replace('code="401",path="/v1/batch"} 2.0', 'code="401",path="/v1/batch"} 6.0')
-             .replace("process_cpu_seconds_total 12.5", "process_cpu_seconds_total 12.9"))
+    later = COLLECTOR_TEXT.replace('code="401",path="/v1/batch"} 2.0', 'code="401",path="/v1/batch"} 6.0').replace(
+        "process_cpu_seconds_total 12.5", "process_cpu_seconds_total 12.9"
+    )
     collector = _collector_metrics(later)
     writes = {"stalled": False, "consecutive_failures": 2, "oldest_unwritten_seconds": 4.5}
     point = history_point(2.0, now, then, collector, collector_then, writes)
@@ -178,6 +201,7 @@ def test_data_without_a_store_or_a_collector_says_so(tmp_path):
 
 # --- logging (processors/logs.py) -----------------------------------------------
 
+
 def _record(name: str, level: int, msg: str, *args) -> logging.LogRecord:
     return logging.LogRecord(name, level, __file__, 1, msg, args, None)
 
@@ -199,8 +223,10 @@ def test_expected_coordinator_errors_are_held_back_only_until_the_first_join():
     from aiokafka import TopicPartition
 
     line = assigned_line({TopicPartition("events.raw", p) for p in (0, 1, 2, 5)}, first_join)
-    assert line == ("assigned events.raw partitions 0-2, 5 (first join: 2 expected coordinator errors held back "
-                    "while the broker created __consumer_offsets)")
+    assert line == (
+        "assigned events.raw partitions 0-2, 5 (first join: 2 expected coordinator errors held back "
+        "while the broker created __consumer_offsets)"
+    )
     first_join.joined = True
     assert first_join.filter(expected) and first_join.filter(dead)  # a later coordinator move is logged
     assert assigned_line(set(), first_join) == "assigned no partitions"
@@ -212,6 +238,7 @@ def test_expected_coordinator_errors_are_held_back_only_until_the_first_join():
 def test_a_broker_away_is_logged_but_its_retry_storm_is_counted_not_repeated():
     now = [0.0]
     repeats = Repeats(every=10, clock=lambda: now[0])
+
     def connect() -> logging.LogRecord:
         return _record("aiokafka", logging.ERROR, "Unable connect to node with id %s: %s", 1, "refused")
 
@@ -245,7 +272,8 @@ def test_the_page_ships_with_the_package():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"].get("package-data", {}).get("eventpipe.processors", [])
     assert any(fnmatch.fnmatch("dashboard/index.html", p) for p in patterns), (
-        'pyproject.toml needs "eventpipe.processors" = ["dashboard/*.html"] under [tool.setuptools.package-data]')
+        'pyproject.toml needs "eventpipe.processors" = ["dashboard/*.html"] under [tool.setuptools.package-data]'
+    )
 
 
 def test_the_page_makes_no_external_request():
@@ -256,6 +284,7 @@ def test_the_page_makes_no_external_request():
 
 
 # --- against a running pipeline ---------------------------------------------------
+
 
 class Traffic:
     """Steady requests from a few threads while the tests look: accepted batches, and some 400s and 401s."""
@@ -269,8 +298,15 @@ class Traffic:
         i = 0
         while not self.stopping.is_set():
             i += 1
-            batch = [{"type": "track", "event": ("Product Viewed", "Product Added", "Order Completed")[j % 3],
-                      "anonymousId": f"device-{n}-{j}", "messageId": uuid.uuid4().hex} for j in range(20)]
+            batch = [
+                {
+                    "type": "track",
+                    "event": ("Product Viewed", "Product Added", "Order Completed")[j % 3],
+                    "anonymousId": f"device-{n}-{j}",
+                    "messageId": uuid.uuid4().hex,
+                }
+                for j in range(20)
+            ]
             try:
                 post(self.url, orjson.dumps({"batch": batch}), "test-key-acme")
                 if n == 0 and i % 8 == 0:
@@ -295,8 +331,12 @@ def _body_timeout(collector_url: str) -> int:
     """A request whose body never arrives: the collector answers 408 after body_timeout_seconds."""
     host, port = collector_url.split("//", 1)[1].split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall((f"POST /v1/batch HTTP/1.1\r\nHost: {host}\r\nAuthorization: {basic('test-key-acme')}\r\n"
-                      "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{").encode())
+        sock.sendall(
+            (
+                f"POST /v1/batch HTTP/1.1\r\nHost: {host}\r\nAuthorization: {basic('test-key-acme')}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            ).encode()
+        )
         return int(sock.recv(4096).split(b" ", 2)[1])
 
 
@@ -315,10 +355,11 @@ def pipeline(tmp_path_factory):
         ready = lambda: any(line.endswith("[^Worker]: Ready") for line in _processor_lines(log))  # noqa: E731
         assert wait_for(ready, timeout=60), log.read_text()[-3000:]
         lines = _processor_lines(log)
-        startup = lines[:next(i for i, line in enumerate(lines) if line.endswith("[^Worker]: Ready")) + 1]
+        startup = lines[: next(i for i, line in enumerate(lines) if line.endswith("[^Worker]: Ready")) + 1]
         with Traffic(stack.collector_url):
-            yield types.SimpleNamespace(stack=stack, log=log, startup=startup,
-                                        web=f"http://127.0.0.1:{stack.settings.processor_web_port}")
+            yield types.SimpleNamespace(
+                stack=stack, log=log, startup=startup, web=f"http://127.0.0.1:{stack.settings.processor_web_port}"
+            )
 
 
 def test_a_fresh_processor_start_logs_a_few_lines_and_no_error(pipeline):
@@ -337,17 +378,37 @@ def traffic(pipeline):
     run = uuid.uuid4().hex[:10]
     name = f"Dashboard {run}"
     url = stack.collector_url + "/v1/batch"
-    events = [{"type": "track", "event": name, "userId": f"{run}-{i % 50}", "messageId": f"{run}-{i}"}
-              for i in range(1000)]
+    events = [
+        {"type": "track", "event": name, "userId": f"{run}-{i % 50}", "messageId": f"{run}-{i}"} for i in range(1000)
+    ]
     status, _, body = post(url, orjson.dumps({"batch": events}), "test-key-acme")
     assert status == 200, body
-    has_rejects = query(stack, "SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                               "AND name = 'events_rejected'")[0][0] == 1
+    has_rejects = (
+        query(
+            stack, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'events_rejected'"
+        )[0][0]
+        == 1
+    )
     if has_rejects:
         old = (datetime.now(timezone.utc) - timedelta(days=400)).isoformat()[:23] + "Z"
-        status, _, body = post(url, orjson.dumps({"batch": [
-            {"type": "track", "event": "Old", "userId": "u", "messageId": f"{run}-old-{i}", "timestamp": old}
-            for i in range(3)]}), "test-key-acme")
+        status, _, body = post(
+            url,
+            orjson.dumps(
+                {
+                    "batch": [
+                        {
+                            "type": "track",
+                            "event": "Old",
+                            "userId": "u",
+                            "messageId": f"{run}-old-{i}",
+                            "timestamp": old,
+                        }
+                        for i in range(3)
+                    ]
+                }
+            ),
+            "test-key-acme",
+        )
         assert status == 200, body
     limited = orjson.dumps({"batch": [{"type": "track", "event": "x", "userId": "u"} for _ in range(100)]})
     assert [post(url, limited, LIMITED_KEY)[0] for _ in range(3)] == [200, 429, 429]
@@ -355,15 +416,18 @@ def traffic(pipeline):
     assert _body_timeout(stack.collector_url) == 408
     assert wait_for(lambda: query(stack, f"SELECT count() FROM events WHERE event = '{name}'")[0][0] == 1000)
     if has_rejects:
-        assert wait_for(lambda: query(stack, f"SELECT count() FROM events_rejected "
-                                             f"WHERE message_id LIKE '{run}-old-%'")[0][0] == 3)
+        assert wait_for(
+            lambda: query(stack, f"SELECT count() FROM events_rejected WHERE message_id LIKE '{run}-old-%'")[0][0] == 3
+        )
     traffic = dict(base=base, name=name, has_rejects=has_rejects)
+
     # rows are queryable before the processor commits their offsets and records their freshness; and the
     # charts need some history with the collector's numbers in it
     def ready():
         d = _data(traffic)
         points = [p for p in d["history"]["series"]["collector_p99"] if p is not None]
         return d["lag_records"] is not None and d["freshness"]["observations"] > 0 and len(points) >= 8
+
     assert wait_for(ready, timeout=60), _data(traffic)["history"]
     return traffic
 
@@ -414,10 +478,26 @@ def test_data_endpoint_reports_traffic_lag_freshness_and_the_collector(traffic):
 def _chromium(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / f"chromium-{uuid.uuid4().hex[:6]}"
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args, url],
-        capture_output=True, timeout=90)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        timeout=90,
+    )
 
 
 class _Texts(html.parser.HTMLParser):
@@ -509,8 +589,11 @@ def test_the_dashboard_in_a_browser_healthy_then_store_failing_then_broker_down(
         assert "too_old" in texts["rejects"] and re.search(r"\d", texts["rejected-rate"])
     assert re.search(r"p99 of accepted requests \d", texts["legend-latency"]), texts["legend-latency"]
     assert "reachable" in texts["sources"] and "unreachable" not in texts["sources"]
-    counts = {"blue lines": _count(pixels, BLUE, 30), "green bars and state": _count(pixels, GREEN, 30),
-              "alert": _count(pixels, ALERT, 4)}
+    counts = {
+        "blue lines": _count(pixels, BLUE, 30),
+        "green bars and state": _count(pixels, GREEN, 30),
+        "alert": _count(pixels, ALERT, 4),
+    }
     assert counts["blue lines"] > 600 and counts["green bars and state"] > 8000, counts
     assert counts["alert"] < 2000, counts  # no banner
 
@@ -541,19 +624,24 @@ def test_the_dashboard_in_a_browser_healthy_then_store_failing_then_broker_down(
     def broker_down() -> bool:
         d = _data(traffic)
         codes = {code: rate for code, rate, _ in d["collector"].get("requests_by_code", [])}
-        return d["collector"]["kafka_reachable"] is False and (codes.get("503") or 0) > 0 and \
-            0 in d["history"]["series"]["broker"][-2:]
+        return (
+            d["collector"]["kafka_reachable"] is False
+            and (codes.get("503") or 0) > 0
+            and 0 in d["history"]["series"]["broker"][-2:]
+        )
+
     assert wait_for(broker_down, timeout=60), _data(traffic)["collector"]
     texts, hidden, pixels = _look(traffic, tmp_path, "broker-down")
     _common(texts, pixels)
     assert "broker-alert" not in hidden
-    assert texts["broker-alert"].startswith("broker unreachable: the collector cannot reach Kafka since"), (
-        texts["broker-alert"])
+    assert texts["broker-alert"].startswith("broker unreachable: the collector cannot reach Kafka since"), texts[
+        "broker-alert"
+    ]
     assert texts["broker"] == "unreachable" and "503 unavailable" in texts["by-code"]
     counts = {"alert": _count(pixels, ALERT, 4), "red": _count(pixels, RED, 30)}
     assert counts["alert"] > 20_000 and counts["red"] > 500, counts
     # the processor says so too, without burying the rest: aiokafka's retries are counted, not repeated
-    lines = _processor_lines(pipeline.log)[len(before):]
+    lines = _processor_lines(pipeline.log)[len(before) :]
     errors = [line for line in lines if " ERROR aiokafka" in line]
     assert errors, lines[-20:]
     assert len(lines) < 60, (len(lines), lines[-20:])
@@ -564,4 +652,5 @@ def test_the_dashboard_in_a_browser_healthy_then_store_failing_then_broker_down(
     def broker_back() -> bool:
         d = _data(traffic)
         return d["collector"]["kafka_reachable"] is True and d["history"]["series"]["broker"][-1] == 1
+
     assert wait_for(broker_back, timeout=60), _data(traffic)["collector"]

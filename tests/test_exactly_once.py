@@ -41,20 +41,32 @@ class Loader:
 
     def body(self, n: int) -> bytes:
         device = f"device-{self.rng.randrange(500)}"
-        return orjson.dumps({"sentAt": "2026-11-27T00:00:00.000Z", "batch": [
-            {"type": "track", "event": self.rng.choice(["View", "Add", "Buy"]), "anonymousId": device,
-             "userId": f"user-{self.rng.randrange(300)}" if self.rng.random() < 0.5 else None,
-             "messageId": f"kill-{n}-{i}", "timestamp": "2026-11-27T00:00:00.000Z",
-             "properties": {"revenue": round(self.rng.random() * 50, 2)},
-             "context": {"os": {"name": self.rng.choice(["iOS", "Android"])}, "app": {"version": "1.0"}}}
-            for i in range(EVENTS_PER_REQUEST)]})
+        return orjson.dumps(
+            {
+                "sentAt": "2026-11-27T00:00:00.000Z",
+                "batch": [
+                    {
+                        "type": "track",
+                        "event": self.rng.choice(["View", "Add", "Buy"]),
+                        "anonymousId": device,
+                        "userId": f"user-{self.rng.randrange(300)}" if self.rng.random() < 0.5 else None,
+                        "messageId": f"kill-{n}-{i}",
+                        "timestamp": "2026-11-27T00:00:00.000Z",
+                        "properties": {"revenue": round(self.rng.random() * 50, 2)},
+                        "context": {"os": {"name": self.rng.choice(["iOS", "Android"])}, "app": {"version": "1.0"}},
+                    }
+                    for i in range(EVENTS_PER_REQUEST)
+                ],
+            }
+        )
 
     async def _send(self, session: aiohttp.ClientSession, body: bytes) -> None:
         headers = {"Authorization": basic(self.key), "Content-Type": "application/json"}
         while True:
             try:
-                async with session.post(self.url, data=body, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                async with session.post(
+                    self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+                ) as resp:
                     await resp.read()
                     if resp.status == 200:
                         self.accepted_events += EVENTS_PER_REQUEST
@@ -79,8 +91,11 @@ class Loader:
 
 def first_row_after(stack, t: float) -> float | None:
     """When the first row inserted after ``t`` was inserted (``inserted_at``: the store's clock, this machine's)."""
-    (first,), = query(stack, "SELECT toUnixTimestamp64Milli(min(inserted_at)) FROM events "
-                             f"WHERE inserted_at > fromUnixTimestamp64Milli({int(t * 1000)})")
+    ((first,),) = query(
+        stack,
+        "SELECT toUnixTimestamp64Milli(min(inserted_at)) FROM events "
+        f"WHERE inserted_at > fromUnixTimestamp64Milli({int(t * 1000)})",
+    )
     return first / 1000 if first else None
 
 
@@ -150,13 +165,18 @@ def test_kills_and_broker_restart_lose_and_double_nothing(chaos_stack):
     time.sleep(2)  # let a straggling duplicate, if any, land before we count
     count, unique = query(stack, "SELECT count(), uniqExact(message_id) FROM events")[0]
     replays = (stack.settings.data_dir / "stack.log").read_text().count("ledger batch(es)")
-    print(f"accepted {expected} events, stored {count} ({unique} unique), client retries {loader.retries}, "
-          f"recoveries that replayed ledger batches {replays}")
+    print(
+        f"accepted {expected} events, stored {count} ({unique} unique), client retries {loader.retries}, "
+        f"recoveries that replayed ledger batches {replays}"
+    )
     assert done and (count, unique) == (expected, expected)
     assert replays >= 1, "the kill before a commit left no batch to replay: the mechanism was not exercised"
     recoveries = recovery_seconds(stack, restarts)
-    print("seconds from each restart to its first new row (the first: after the kill before a commit; "
-          "-: killed again before):", ", ".join("-" if s is None else f"{s:.1f}" for s in recoveries))
+    print(
+        "seconds from each restart to its first new row (the first: after the kill before a commit; "
+        "-: killed again before):",
+        ", ".join("-" if s is None else f"{s:.1f}" for s in recoveries),
+    )
     checks = verify(lambda sql: query(stack, sql))
     assert all(c.ok for c in checks), checks
     assert query(stack, "SELECT sum(events) FROM events_1m")[0][0] == expected

@@ -29,8 +29,9 @@ def _bundle(project: str, *events: dict, received: int = RECEIVED) -> bytes:
     return encode_bundle([AcceptedRequest(project, received, "203.0.113.7", "ua", body)])
 
 
-def _ev(mid: str, user: str = "", anon: str = "", event: str = "Viewed", ts: str | None = "2026-01-01T00:00:10Z",
-        **extra) -> dict:
+def _ev(
+    mid: str, user: str = "", anon: str = "", event: str = "Viewed", ts: str | None = "2026-01-01T00:00:10Z", **extra
+) -> dict:
     ev = {"type": "track", "event": event, "messageId": mid, "properties": {"revenue": 2.5}, **extra}
     if ts:
         ev["timestamp"] = ts
@@ -43,6 +44,7 @@ def _ev(mid: str, user: str = "", anon: str = "", event: str = "Viewed", ts: str
 
 # --- the SQL, as a server would get it (no ClickHouse server can be installed here) -------------------------
 
+
 def test_the_statements_run_in_order_and_touch_only_the_persons_keys():
     seen = []
 
@@ -50,9 +52,17 @@ def test_the_statements_run_in_order_and_touch_only_the_persons_keys():
         seen.append((sql, params))
         return [[0]] if sql.startswith("SELECT count()") else []
 
-    report = forget(run, "acme", "u1", ["a1", "a1"], suppress_seconds=60, via="server", forget_id="f1",
-                    clock=lambda: 1000.0, on_started=lambda: seen.append(("<processors know it>", {"id": "f1",
-                                                                                               "project": "acme"})))
+    report = forget(
+        run,
+        "acme",
+        "u1",
+        ["a1", "a1"],
+        suppress_seconds=60,
+        via="server",
+        forget_id="f1",
+        clock=lambda: 1000.0,
+        on_started=lambda: seen.append(("<processors know it>", {"id": "f1", "project": "acme"})),
+    )
     assert [s for s, _ in seen[:3]] == [LOG_INSERT, "<processors know it>", KEYS_INSERT]  # before any delete
     seen.remove(seen[1])
     sqls = [s for s, _ in seen]
@@ -88,10 +98,22 @@ def test_a_recompute_that_still_differs_is_run_again():
 
 # --- the processor's filter -------------------------------------------------------------------------------
 
+
 def test_suppression_moves_a_forgotten_persons_events_to_rejects_without_payload():
-    records = [(3, 9, _bundle("acme", _ev("k1", user="u1"), _ev("k2", anon="a1"), _ev("k3", user="u2", anon="a2"),
-                              _ev("k4", user="u1", anon="a9"))),
-               (4, 2, _bundle("beta", _ev("k5", user="u1")))]  # the same id in another project is someone else
+    records = [
+        (
+            3,
+            9,
+            _bundle(
+                "acme",
+                _ev("k1", user="u1"),
+                _ev("k2", anon="a1"),
+                _ev("k3", user="u2", anon="a2"),
+                _ev("k4", user="u1", anon="a9"),
+            ),
+        ),
+        (4, 2, _bundle("beta", _ev("k5", user="u1"))),
+    ]  # the same id in another project is someone else
     exploded = explode(records, Rules())
     s = Suppressor("events.raw")
     assert s.apply(exploded) is exploded  # nothing forgotten: untouched
@@ -99,22 +121,36 @@ def test_suppression_moves_a_forgotten_persons_events_to_rejects_without_payload
     out = s.apply(exploded)
     assert out.events.column("message_id").to_pylist() == ["k3", "k5"]
     rejected = out.rejected.to_pylist()
-    assert [(r["message_id"], r["reason"], r["payload"], r["kafka_partition"], r["kafka_offset"]) for r in rejected] \
-        == [("k1", "forgotten", "", 3, 9), ("k2", "forgotten", "", 3, 9), ("k4", "forgotten", "", 3, 9)]
+    assert [
+        (r["message_id"], r["reason"], r["payload"], r["kafka_partition"], r["kafka_offset"]) for r in rejected
+    ] == [("k1", "forgotten", "", 3, 9), ("k2", "forgotten", "", 3, 9), ("k4", "forgotten", "", 3, 9)]
 
 
 # --- on a store opened directly (nothing running) ---------------------------------------------------------
+
 
 def test_forget_on_a_store_leaves_no_row_of_the_person_and_verify_passing(tmp_path):
     settings = Settings.from_env({}, data_dir=tmp_path, processor_web_port=free_port())
     store = Store(settings)
     store.migrate()
     writer = EventWriter(store, "events.raw")
-    writer.write([
-        (0, 0, _bundle("acme", _ev("m1", user="u1", anon="a1"), _ev("m2", anon="a1"), _ev("m3", user="u2"),
-                       _ev("m4", user="u1", event="Paid"), _ev("m5", user="u1", properties=[1]))),
-        (0, 1, _bundle("acme", _ev("m6", user="u3", event="Paid"), _ev("m7", anon="a1", properties=[2]))),
-    ])
+    writer.write(
+        [
+            (
+                0,
+                0,
+                _bundle(
+                    "acme",
+                    _ev("m1", user="u1", anon="a1"),
+                    _ev("m2", anon="a1"),
+                    _ev("m3", user="u2"),
+                    _ev("m4", user="u1", event="Paid"),
+                    _ev("m5", user="u1", properties=[1]),
+                ),
+            ),
+            (0, 1, _bundle("acme", _ev("m6", user="u3", event="Paid"), _ev("m7", anon="a1", properties=[2]))),
+        ]
+    )
     q = lambda sql: store.query(sql).rows  # noqa: E731
     assert q("SELECT count() FROM events_rejected")[0][0] == 2
     store.close()
@@ -127,8 +163,9 @@ def test_forget_on_a_store_leaves_no_row_of_the_person_and_verify_passing(tmp_pa
     assert q("SELECT count() FROM events_rejected")[0][0] == 0
     assert all(c.ok for c in verify(q))
     # the rollups count exactly what is left: u2 and u3 once each
-    assert q("SELECT event, sum(events), uniqMerge(users), sum(revenue) FROM events_1m GROUP BY event ORDER BY event") \
-        == [("Paid", 1, 1, 2.5), ("Viewed", 1, 1, 2.5)]
+    assert q(
+        "SELECT event, sum(events), uniqMerge(users), sum(revenue) FROM events_1m GROUP BY event ORDER BY event"
+    ) == [("Paid", 1, 1, 2.5), ("Viewed", 1, 1, 2.5)]
     audit = q("SELECT status, project, user_id, anonymous_ids, events_deleted, via FROM forget_log ORDER BY logged_at")
     assert audit == [("started", "acme", "u1", ["a1"], 0, "direct"), ("done", "acme", "u1", ["a1"], 3, "direct")]
     # later events of u1 (or a1) are not stored by a writer that knows the forgotten set
@@ -143,28 +180,39 @@ def test_forget_on_a_store_leaves_no_row_of_the_person_and_verify_passing(tmp_pa
 
 # --- while the pipeline runs: through the processor that owns the store -----------------------------------
 
+
 def test_forget_while_the_pipeline_runs(stack):
     user, anon, other = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("user", "anon", "other"))
     now = {"ts": None}  # received now: the same minute and rollup keys for the person and the other user
-    events = [_ev(f"{user}-{i}", user=user, anon=anon, **now) for i in range(5)] + [_ev(f"{anon}-p", anon=anon, **now)] \
+    events = (
+        [_ev(f"{user}-{i}", user=user, anon=anon, **now) for i in range(5)]
+        + [_ev(f"{anon}-p", anon=anon, **now)]
         + [_ev(f"{other}-{i}", user=other, **now) for i in range(3)]
+    )
     status, _, _ = post(stack.collector_url + "/v1/batch", orjson.dumps({"batch": events}), key="test-key-acme")
     assert status == 200
     mine = f"(user_id = '{user}' OR anonymous_id = '{anon}' OR user_id = '{other}')"
     assert wait_for(lambda: query(stack, f"SELECT count() FROM events WHERE {mine}")[0][0] == 9, timeout=30)
 
     env = {**os.environ, **stack.settings.env()}
-    out = subprocess.run([sys.executable, "-m", "eventpipe.cli", "forget", "--project", "acme", "--user", user,
-                          "--anonymous-id", anon], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "eventpipe.cli", "forget", "--project", "acme", "--user", user, "--anonymous-id", anon],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "(processor): deleted 6 events" in out.stdout
     assert query(stack, f"SELECT count() FROM events WHERE user_id = '{user}' OR anonymous_id = '{anon}'") == [[0]]
     assert query(stack, f"SELECT count() FROM events WHERE user_id = '{other}'") == [[3]]
-    verified = subprocess.run([sys.executable, "-m", "eventpipe.cli", "verify"], env=env, capture_output=True,
-                              text=True, timeout=120)
+    verified = subprocess.run(
+        [sys.executable, "-m", "eventpipe.cli", "verify"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert query(stack, f"SELECT status, events_deleted, via FROM forget_log WHERE user_id = '{user}' "
-                        "ORDER BY logged_at") == [["started", 0, "processor"], ["done", 6, "processor"]]
+    assert query(
+        stack, f"SELECT status, events_deleted, via FROM forget_log WHERE user_id = '{user}' ORDER BY logged_at"
+    ) == [["started", 0, "processor"], ["done", 6, "processor"]]
 
     # the person's device keeps sending: nothing of it is stored, every event is counted as forgotten
     later = [_ev(f"{user}-later-{i}", anon=anon, **now) for i in range(4)] + [_ev(f"{other}-later", user=other, **now)]
@@ -172,13 +220,17 @@ def test_forget_while_the_pipeline_runs(stack):
     assert status == 200
     assert wait_for(lambda: query(stack, f"SELECT count() FROM events WHERE user_id = '{other}'") == [[4]], timeout=30)
     assert query(stack, f"SELECT count() FROM events WHERE anonymous_id = '{anon}'") == [[0]]
-    assert query(stack, f"SELECT reason, count(), max(payload) FROM events_rejected "
-                        f"WHERE message_id LIKE '{user}-later-%' GROUP BY reason") == [["forgotten", 4, ""]]
+    assert query(
+        stack,
+        f"SELECT reason, count(), max(payload) FROM events_rejected "
+        f"WHERE message_id LIKE '{user}-later-%' GROUP BY reason",
+    ) == [["forgotten", 4, ""]]
     _, _, metrics = get(f"http://127.0.0.1:{stack.settings.processor_web_port}/metrics")
     assert b'eventpipe_processor_events_rejected_total{reason="forgotten"}' in metrics
 
 
 def test_a_forget_without_an_id_is_refused_by_the_processor(stack):
-    status, _, body = post(f"http://127.0.0.1:{stack.settings.processor_web_port}/forget",
-                           json.dumps({"project": "acme"}).encode())
+    status, _, body = post(
+        f"http://127.0.0.1:{stack.settings.processor_web_port}/forget", json.dumps({"project": "acme"}).encode()
+    )
     assert status == 400 and "user id" in body["error"]

@@ -56,15 +56,33 @@ def test_fuzzing_finds_no_crash(tmp_path: Path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with log.open("wb") as out:
         proc = subprocess.run(
-            [sys.executable, str(FUZZ / "fuzz_explode.py"), f"-max_total_time={seconds}", "-timeout=20",
-             "-rss_limit_mb=2048", "-max_len=16384", f"-dict={FUZZ / 'segment.dict'}",
-             f"-artifact_prefix={artifacts}/", "-print_final_stats=1", str(work), str(CORPUS)],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=seconds + 120)
+            [
+                sys.executable,
+                str(FUZZ / "fuzz_explode.py"),
+                f"-max_total_time={seconds}",
+                "-timeout=20",
+                "-rss_limit_mb=2048",
+                "-max_len=16384",
+                f"-dict={FUZZ / 'segment.dict'}",
+                f"-artifact_prefix={artifacts}/",
+                "-print_final_stats=1",
+                str(work),
+                str(CORPUS),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=seconds + 120,
+        )
     crashes = sorted(artifacts.iterdir())
     if proc.returncode != 0 or crashes:
         text = log.read_text(errors="replace")
         start = text.find("=== Uncaught Python exception")
-        report = text[start:start + 6000] if start >= 0 else text[-6000:]
+        report = text[start : start + 6000] if start >= 0 else text[-6000:]
         found = "\n\n".join(f"{c.name}:\n{_describe(c.read_bytes())}" for c in crashes)
-        pytest.fail(f"the fuzzer exited {proc.returncode} after at most {seconds} s\n{report}\n{found}\n"
-                    "(copy the crash file into tests/fuzz/corpus as a regression once it is fixed)", pytrace=False)
+        pytest.fail(
+            f"the fuzzer exited {proc.returncode} after at most {seconds} s\n{report}\n{found}\n"
+            "(copy the crash file into tests/fuzz/corpus as a regression once it is fixed)",
+            pytrace=False,
+        )

@@ -181,8 +181,10 @@ def test_autoscaling_bounds_follow_the_partitions(manifests, overlay):
 
 def test_autoscaler_behaviour_is_what_the_plan_simulates(manifests):
     docs = manifests["base"]
-    expected_up = [{"type": "Percent", "value": assumptions.SCALE_UP_PERCENT, "periodSeconds": assumptions.TICK_S},
-                   {"type": "Pods", "value": assumptions.SCALE_UP_PODS, "periodSeconds": assumptions.TICK_S}]
+    expected_up = [
+        {"type": "Percent", "value": assumptions.SCALE_UP_PERCENT, "periodSeconds": assumptions.TICK_S},
+        {"type": "Pods", "value": assumptions.SCALE_UP_PODS, "periodSeconds": assumptions.TICK_S},
+    ]
     expected_down = [{"type": "Percent", "value": assumptions.SCALE_DOWN_PERCENT, "periodSeconds": assumptions.TICK_S}]
     hpa = one(docs, "HorizontalPodAutoscaler", "eventpipe-collector")["spec"]["behavior"]
     so = one(docs, "ScaledObject", "eventpipe-processor")["spec"]
@@ -288,8 +290,11 @@ def test_operator_resources_fit_together(manifests, overlay):
     layout = chi["spec"]["configuration"]["clusters"][0]["layout"]
     if overlay == "production":
         assert layout["replicasCount"] >= 2 and brokers >= 3 and controllers >= 3
-    labels = {t["metadata"]["labels"]["app.kubernetes.io/name"]
-              for d in (chi, chk) for t in d["spec"]["templates"]["podTemplates"]}
+    labels = {
+        t["metadata"]["labels"]["app.kubernetes.io/name"]
+        for d in (chi, chk)
+        for t in d["spec"]["templates"]["podTemplates"]
+    }
     assert labels == {"eventpipe-clickhouse", "eventpipe-keeper"}  # what the NetworkPolicies select
 
 
@@ -312,8 +317,13 @@ def test_no_secret_values_in_manifests(manifests, overlay):
     assert "demo-write-key" not in text
     assert not re.search(r"://[^/\s\"@]+:[^/\s\"@]+@", text), "credentials in a URL"
     assert not re.search(r'"(password|token|secret)"\s*:\s*"[^"]', text, re.I)
-    referenced = {e["valueFrom"]["secretKeyRef"]["name"] for _, spec in pod_specs(docs)
-                  for c in spec["containers"] for e in c.get("env", []) if "valueFrom" in e}
+    referenced = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for _, spec in pod_specs(docs)
+        for c in spec["containers"]
+        for e in c.get("env", [])
+        if "valueFrom" in e
+    }
     assert referenced == {"eventpipe-write-keys", "eventpipe-clickhouse"}  # the two docs/deploy.md creates
 
 
@@ -331,9 +341,13 @@ def test_network_policies_keep_each_role_to_its_peers(manifests, overlay):
         for rule in spec["egress"]:
             for peer in rule["to"]:
                 selector = peer.get("podSelector", {}).get("matchLabels", {})
-                target = ("dns" if selector.get("k8s-app") == "kube-dns" else
-                          "kafka" if selector.get("strimzi.io/kind") == "Kafka" else
-                          selector.get("app.kubernetes.io/name", "?"))
+                target = (
+                    "dns"
+                    if selector.get("k8s-app") == "kube-dns"
+                    else "kafka"
+                    if selector.get("strimzi.io/kind") == "Kafka"
+                    else selector.get("app.kubernetes.io/name", "?")
+                )
                 out |= {(target, p["port"]) for p in rule["ports"]}
         return out
 
@@ -345,13 +359,17 @@ def test_network_policies_keep_each_role_to_its_peers(manifests, overlay):
         assert policies[name]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == name
     (kafka,) = of_kind(docs, "Kafka")
     (listener,) = kafka["spec"]["kafka"]["listeners"]
-    peers = [p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
-             for p in listener["networkPolicyPeers"]]
+    peers = [
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+        for p in listener["networkPolicyPeers"]
+    ]
     assert {"eventpipe-collector", "eventpipe-processor"} <= set(peers)
     assert "eventpipe-migrate" not in peers  # the migration Job never talks to Kafka
     ch_ingress = policies["eventpipe-clickhouse"]["ingress"][0]
-    assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in ch_ingress["from"]} == \
-        {"eventpipe-processor", "eventpipe-migrate"}
+    assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in ch_ingress["from"]} == {
+        "eventpipe-processor",
+        "eventpipe-migrate",
+    }
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -385,11 +403,16 @@ def test_slo_alerts_use_the_metrics_the_code_exports(manifests):
     alerts = {r["alert"] for g in rules for r in g["rules"] if "alert" in r}
     assert metrics.REQUEST_SECONDS._name + "_bucket" in exprs
     assert metrics.REQUESTS._name + "_total" in exprs and 'code=~"5.."' in exprs
-    assert 'Histogram("eventpipe_freshness_seconds"' in (ROOT / "processors" / "metrics.py").read_text()
+    assert re.search(r'Histogram\(\s*"eventpipe_freshness_seconds"', (ROOT / "processors" / "metrics.py").read_text())
     assert "eventpipe_freshness_seconds_bucket" in exprs
     assert 'kafka_consumergroup_lag{consumergroup="eventpipe-processor", topic="events.raw"}' in exprs
-    assert {"EventpipeCollectorLatencyHigh", "EventpipeCollectorErrorBudgetFastBurn",
-            "EventpipeFreshnessHigh", "EventpipeProcessorLagGrowing", "EventpipeProcessorStalled"} <= alerts
+    assert {
+        "EventpipeCollectorLatencyHigh",
+        "EventpipeCollectorErrorBudgetFastBurn",
+        "EventpipeFreshnessHigh",
+        "EventpipeProcessorLagGrowing",
+        "EventpipeProcessorStalled",
+    } <= alerts
     from eventpipe.processors.health import CONSECUTIVE_FAILURES, OLDEST_UNWRITTEN
 
     assert CONSECUTIVE_FAILURES._name in exprs and OLDEST_UNWRITTEN._name in exprs

@@ -14,8 +14,13 @@ PARTITIONS = topic_specs()[0].partitions
 
 
 def _body(device: str, tag: str, n: int = 10) -> bytes:
-    return orjson.dumps({"batch": [{"type": "track", "event": "Hot", "anonymousId": device,
-                                    "messageId": f"{tag}-{i}"} for i in range(n)]})
+    return orjson.dumps(
+        {
+            "batch": [
+                {"type": "track", "event": "Hot", "anonymousId": device, "messageId": f"{tag}-{i}"} for i in range(n)
+            ]
+        }
+    )
 
 
 def test_a_key_over_its_rate_is_spread_by_its_first_message_id():
@@ -46,19 +51,22 @@ def test_a_hot_device_spreads_over_partitions_against_the_real_stack(tmp_path):
         assert [post(url, b, key="test-key-acme")[0] for b in bodies] == [200] * 30
         assert post(url, _body("calm", "calm"), key="test-key-acme")[0] == 200
         assert post(url, bodies[20], key="test-key-acme")[0] == 200  # a client retry of a spread request
-        assert wait_for(lambda: query(stack, "SELECT count() FROM events WHERE event = 'Hot'")[0][0] == 310,
-                        timeout=30)
+        assert wait_for(lambda: query(stack, "SELECT count() FROM events WHERE event = 'Hot'")[0][0] == 310, timeout=30)
         home = partition_for(b"runaway", PARTITIONS)
-        rows = query(stack, "SELECT kafka_partition, has(flags, 'hot_key_overflow') AS spread, count() FROM events "
-                            "WHERE anonymous_id = 'runaway' GROUP BY kafka_partition, spread")
+        rows = query(
+            stack,
+            "SELECT kafka_partition, has(flags, 'hot_key_overflow') AS spread, count() FROM events "
+            "WHERE anonymous_id = 'runaway' GROUP BY kafka_partition, spread",
+        )
         on_home = sum(n for p, spread, n in rows if p == home and not spread)
         flagged = sum(n for _, spread, n in rows if spread)
         assert on_home >= 50 and on_home + flagged == 300  # its rate (plus the refill while posting) at home,
         # until it went over it: from then on it is spread (sticky), whatever the time the retry came
         assert len({p for p, spread, _ in rows if spread}) >= 4  # the rest spread
         assert all(p == home for p, spread, _ in rows if not spread)
-        assert query(stack, "SELECT count(), uniqExact(message_id) FROM events WHERE anonymous_id = 'runaway'") \
-            == [[300, 300]]  # the retry was dropped: it went to the same partition as its first attempt
+        assert query(stack, "SELECT count(), uniqExact(message_id) FROM events WHERE anonymous_id = 'runaway'") == [
+            [300, 300]
+        ]  # the retry was dropped: it went to the same partition as its first attempt
         assert query(stack, "SELECT flags FROM events WHERE anonymous_id = 'calm' LIMIT 1") == [[[]]]
         _, _, metrics = get(stack.collector_url + "/metrics")
         spread_requests = float(metrics.split(b"\neventpipe_collector_hot_key_requests_total ")[1].split()[0])

@@ -18,11 +18,17 @@ from eventpipe.schemas.topics import topic_specs
 
 FALLBACK = capacities.Capacities(**{k: v for k, v in assumptions.FALLBACKS.items()}, sources={})
 ISSUE = sizing.Inputs(peak_rps=15000, events_per_day=5e9)  # issue 6's example
-SLOW = capacities.Capacities(collector_rps_per_core=5000, processor_eps_per_core=40000,
-                       clickhouse_bytes_per_event=60, kafka_bytes_per_event=400, sources={})
+SLOW = capacities.Capacities(
+    collector_rps_per_core=5000,
+    processor_eps_per_core=40000,
+    clickhouse_bytes_per_event=60,
+    kafka_bytes_per_event=400,
+    sources={},
+)
 
 
 # --- sizing -------------------------------------------------------------------------------
+
 
 def test_sizing_with_fallback_numbers_by_hand():
     s = sizing.size(ISSUE, FALLBACK)
@@ -65,12 +71,15 @@ def test_capacities_come_from_benchmark_results_else_fallbacks(tmp_path):
     cap = capacities.load_capacities(tmp_path / "absent")
     assert all(source.startswith("FALLBACK") for source in cap.sources.values())
     assert cap.collector_rps_per_core == 15000 and cap.kafka_bytes_per_event == 400
-    (tmp_path / "servers.json").write_text(json.dumps(
-        {"candidates": {"granian-rsgi": {"median": {"requests_per_sec": 33000}}}}))
-    (tmp_path / "collector.json").write_text(json.dumps(
-        {"scenario": "collector", "requests_per_sec": 24000, "cores": 2}))
-    (tmp_path / "sizes.json").write_text(json.dumps(
-        {"store": {"clickhouse_bytes_per_event": 42.5}, "processor_events_per_sec_per_core": 90000}))
+    (tmp_path / "servers.json").write_text(
+        json.dumps({"candidates": {"granian-rsgi": {"median": {"requests_per_sec": 33000}}}})
+    )
+    (tmp_path / "collector.json").write_text(
+        json.dumps({"scenario": "collector", "requests_per_sec": 24000, "cores": 2})
+    )
+    (tmp_path / "sizes.json").write_text(
+        json.dumps({"store": {"clickhouse_bytes_per_event": 42.5}, "processor_events_per_sec_per_core": 90000})
+    )
     cap = capacities.load_capacities(tmp_path)
     assert cap.collector_rps_per_core == 12000 and "collector.json" in cap.sources["collector_rps_per_core"]
     assert cap.processor_eps_per_core == 90000 and cap.clickhouse_bytes_per_event == 42.5
@@ -88,6 +97,7 @@ def test_daily_curve_peaks_at_the_peak_with_the_daily_volume():
 
 
 # --- the HPA model ------------------------------------------------------------------------
+
 
 def test_hpa_tolerance_and_proportional_step():
     hpa = autoscalers.HPA(1, 20)
@@ -124,6 +134,7 @@ def test_hpa_stabilisation_windows_and_rate_limits():
 
 
 # --- the simulated day --------------------------------------------------------------------
+
 
 def run(cap, factor, **overrides):
     inputs = sizing.Inputs(peak_rps=15000, events_per_day=5e9)
@@ -166,8 +177,10 @@ def test_zero_scale_up_window_makes_processors_flap(monkeypatch):
     monkeypatch.setattr(simulation, "PROCESSOR_SCALE_UP_WINDOW_S", 0)  # as simulate reads it
     _, eager = run(SLOW, 2.0)
     assert eager["summary"]["processors"]["scale_changes"] > steady["summary"]["processors"]["scale_changes"]
-    assert eager["summary"]["processors"]["reversals_within_10min"] >= \
-        steady["summary"]["processors"]["reversals_within_10min"]
+    assert (
+        eager["summary"]["processors"]["reversals_within_10min"]
+        >= steady["summary"]["processors"]["reversals_within_10min"]
+    )
 
 
 def test_flapping_counters():
@@ -178,20 +191,21 @@ def test_flapping_counters():
 
 # --- the command --------------------------------------------------------------------------
 
+
 def test_main_prints_the_table_and_writes_json_and_plot(tmp_path, capsys):
     results = tmp_path / "results"
     results.mkdir()
     out = tmp_path / "plan"
-    assert cli.main(["--peak-rps", "15000", "--events-per-day", "5e9", "--results", str(results),
-                      "--out", str(out)]) == 0
+    assert (
+        cli.main(["--peak-rps", "15000", "--events-per-day", "5e9", "--results", str(results), "--out", str(out)]) == 0
+    )
     text = capsys.readouterr().out
     assert "FALLBACK" in text and "collector" in text and "KEDA" in text and "surge day" in text
     doc = json.loads((out / "plan.json").read_text())
     assert doc["sizing"]["kafka"]["partitions"] == 12
     assert len(doc["simulations"]) == 2
     assert (out / "plan.png").stat().st_size > 10_000
-    assert cli.main(["--peak-rps", "15000", "--results", str(results), "--out", str(tmp_path / "np"),
-                      "--no-plot"]) == 0
+    assert cli.main(["--peak-rps", "15000", "--results", str(results), "--out", str(tmp_path / "np"), "--no-plot"]) == 0
     assert not (tmp_path / "np" / "plan.png").exists()
     assert cli.main(["--peak-rps", "0"]) == 2
 

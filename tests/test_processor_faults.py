@@ -37,17 +37,34 @@ def test_a_failing_store_pauses_writes_and_heals_without_loss(stack):
     failpoint.touch()
     try:
         for i in range(20):
-            body = orjson.dumps({"batch": [{"type": "track", "event": f"outage {run}", "anonymousId": f"d{i}",
-                                            "messageId": f"{run}-{i}-{j}"} for j in range(10)]})
+            body = orjson.dumps(
+                {
+                    "batch": [
+                        {
+                            "type": "track",
+                            "event": f"outage {run}",
+                            "anonymousId": f"d{i}",
+                            "messageId": f"{run}-{i}-{j}",
+                        }
+                        for j in range(10)
+                    ]
+                }
+            )
             assert post(stack.collector_url + "/v1/batch", body, "test-key-acme")[0] == 200  # Kafka still takes them
-        assert wait_for(lambda: _metric(metrics, "eventpipe_processor_store_errors_total") >= errors_before + 2,
-                        timeout=30)
+        assert wait_for(
+            lambda: _metric(metrics, "eventpipe_processor_store_errors_total") >= errors_before + 2, timeout=30
+        )
         assert query(stack, f"SELECT count() FROM events WHERE event = 'outage {run}'")[0][0] == 0
     finally:
         failpoint.unlink()
     # healed: the same batches are retried, nothing lost, nothing doubled
-    assert wait_for(lambda: query(stack, f"SELECT count(), uniqExact(message_id) FROM events "
-                                         f"WHERE event = 'outage {run}'")[0] == [200, 200], timeout=60)
+    assert wait_for(
+        lambda: (
+            query(stack, f"SELECT count(), uniqExact(message_id) FROM events WHERE event = 'outage {run}'")[0]
+            == [200, 200]
+        ),
+        timeout=60,
+    )
 
 
 def _processor(settings: Settings, name: str, out) -> Child:
@@ -82,18 +99,18 @@ def test_processors_joining_and_leaving_lose_and_double_nothing(tmp_path):
         loader = Loader(stack.collector_url + "/v1/batch", "test-key-acme", 6000, rate=300, seed=11)
         loader.thread.start()
         assert wait_for(lambda: query(stack, "SELECT count() FROM events")[0][0] > 0, timeout=90)  # A writes
-        proc_b = _processor(b, "proc-b", log)       # B joins: partitions split between A and B
+        proc_b = _processor(b, "proc-b", log)  # B joins: partitions split between A and B
         b_url = f"http://127.0.0.1:{b.processor_web_port}/query?sql="
         b_rows = lambda: orjson.loads(get(b_url + "SELECT%20count()%20FROM%20events")[2])["rows"][0][0]  # noqa: E731
         # B must have taken part before it leaves: a fixed sleep was too short when the machine was busy
         # (B joined as it was being stopped, wrote nothing, and "both processors must have written" failed)
         assert wait_for(lambda: b_rows() > 0, timeout=90), "B never wrote while it had partitions"
         time.sleep(2)
-        proc_b.stop()                                # B leaves gracefully: A takes all again
+        proc_b.stop()  # B leaves gracefully: A takes all again
         time.sleep(3)
-        proc_b = _processor(b, "proc-b", log)       # B joins again
+        proc_b = _processor(b, "proc-b", log)  # B joins again
         time.sleep(3)
-        stack.processor.stop()                       # A leaves: B takes all
+        stack.processor.stop()  # A leaves: B takes all
         loader.thread.join(timeout=300)
         assert loader.accepted_events == 60_000
         assert wait_for(lambda: b_rows() + len(_message_ids(a)) >= 60_000, timeout=120)
@@ -125,8 +142,9 @@ def test_a_processor_assigned_nothing_because_its_topic_was_missing_recovers(tmp
         stack.start_processor()
         assert wait_for(lambda: "Ignoring missing topic" in (tmp_path / "stack.log").read_text(), timeout=60)
         asyncio.run(ensure_topics(broker.bootstrap, topic_specs(settings.topic_raw, settings.topic_dlq)))
-        body = orjson.dumps({"batch": [{"type": "track", "event": "e", "anonymousId": "d", "messageId": f"m{i}"}
-                                       for i in range(5)]})
+        body = orjson.dumps(
+            {"batch": [{"type": "track", "event": "e", "anonymousId": "d", "messageId": f"m{i}"} for i in range(5)]}
+        )
         record = encode_bundle([AcceptedRequest("acme", int(time.time() * 1000), "", "", body)])
         asyncio.run(produce(broker.bootstrap, settings.topic_raw, record, partition=3))
         assert wait_for(lambda: query(stack, "SELECT count() FROM events")[0][0] == 5, timeout=90)

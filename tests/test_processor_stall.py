@@ -44,8 +44,19 @@ def test_write_health_counts_failures_and_ages_the_batch_in_hand():
 
 def _send(stack, run: str, round_: int) -> None:
     for i in range(REQUESTS):
-        body = orjson.dumps({"batch": [{"type": "track", "event": f"stall {run}", "anonymousId": f"d{i}",
-                                        "messageId": f"{run}-{round_}-{i}-{j}"} for j in range(EVENTS)]})
+        body = orjson.dumps(
+            {
+                "batch": [
+                    {
+                        "type": "track",
+                        "event": f"stall {run}",
+                        "anonymousId": f"d{i}",
+                        "messageId": f"{run}-{round_}-{i}-{j}",
+                    }
+                    for j in range(EVENTS)
+                ]
+            }
+        )
         assert post(stack.collector_url + "/v1/batch", body, "test-key-acme")[0] == 200  # Kafka still takes them
 
 
@@ -101,7 +112,8 @@ def test_a_stalled_processor_is_loud_and_sigterm_stops_it_without_committing(tmp
             parser = _Texts()
             parser.feed(out.stdout.decode())
             assert parser.texts.get("writes", "").startswith("stalled: writes to ClickHouse have failed for"), (
-                parser.texts.get("writes"))
+                parser.texts.get("writes")
+            )
         assert _stored(stack, run) == [0, 0]
 
         # 2. healed: the same batch goes in, readiness and the gauges return

@@ -63,37 +63,60 @@ def as_run(sql: str, today: dt.date) -> str:
 
 # --- the story ----------------------------------------------------------------
 
+
 def story(run: str, today: dt.date) -> list[dict]:
     """(user, anonymous-only?, days before today, HH:MM, event, revenue) → Segment track events."""
     plan = [
-        ("alice", False, 13, "08:00", "Signed Up", 0), ("alice", False, 13, "08:10", "Product Viewed", 0),
-        ("alice", False, 3, "10:00", "Product Viewed", 0), ("alice", False, 3, "10:05", "Product Added", 0),
-        ("alice", False, 3, "10:30", "Order Completed", 20), ("alice", False, 1, "09:00", "Order Completed", 15.5),
+        ("alice", False, 13, "08:00", "Signed Up", 0),
+        ("alice", False, 13, "08:10", "Product Viewed", 0),
+        ("alice", False, 3, "10:00", "Product Viewed", 0),
+        ("alice", False, 3, "10:05", "Product Added", 0),
+        ("alice", False, 3, "10:30", "Order Completed", 20),
+        ("alice", False, 1, "09:00", "Order Completed", 15.5),
         ("alice", False, 1, "18:00", "Order Completed", 4.5),
-        ("bob", False, 12, "11:00", "Product Viewed", 0), ("bob", False, 2, "09:00", "Product Viewed", 0),
-        ("bob", False, 2, "09:30", "Product Added", 0), ("bob", False, 2, "12:00", "Order Completed", 30),
-        ("carol", False, 5, "10:00", "Product Viewed", 0), ("carol", False, 5, "10:01", "Product Added", 0),
+        ("bob", False, 12, "11:00", "Product Viewed", 0),
+        ("bob", False, 2, "09:00", "Product Viewed", 0),
+        ("bob", False, 2, "09:30", "Product Added", 0),
+        ("bob", False, 2, "12:00", "Order Completed", 30),
+        ("carol", False, 5, "10:00", "Product Viewed", 0),
+        ("carol", False, 5, "10:01", "Product Added", 0),
         ("carol", False, 1, "14:00", "Product Viewed", 0),
         # dave orders two days after adding to the cart: outside the funnel's 24 h window
-        ("dave", False, 6, "08:00", "Product Viewed", 0), ("dave", False, 6, "09:00", "Product Added", 0),
+        ("dave", False, 6, "08:00", "Product Viewed", 0),
+        ("dave", False, 6, "09:00", "Product Added", 0),
         ("dave", False, 4, "10:00", "Order Completed", 9.99),
         # a device that never logged in: counted by its anonymousId
-        ("device-x", True, 1, "07:00", "Product Viewed", 0), ("device-x", True, 1, "07:30", "Order Completed", 12),
+        ("device-x", True, 1, "07:00", "Product Viewed", 0),
+        ("device-x", True, 1, "07:30", "Order Completed", 12),
         ("erin", False, 40, "12:00", "Product Viewed", 0),  # outside the 30-day windows
         ("frank", False, 0, "06:00", "Product Viewed", 0),  # "today"
         # this run's own event name, so top events shows one the other tests cannot have sent
-        ("frank", False, 0, "06:01", f"Tested {run}", 0), ("bob", False, 2, "09:01", f"Tested {run}", 0),
+        ("frank", False, 0, "06:01", f"Tested {run}", 0),
+        ("bob", False, 2, "09:01", f"Tested {run}", 0),
     ]
     events = []
     for i, (user, anonymous, days, hhmm, name, revenue) in enumerate(plan):
         at = dt.datetime.combine(today - dt.timedelta(days=days), dt.time.fromisoformat(hhmm), dt.timezone.utc)
-        ids = {"anonymousId": f"{run}-{user}"} if anonymous else {"userId": f"{run}-{user}",
-                                                                  "anonymousId": f"{run}-{user}-device"}
-        properties = {"Product Viewed": {"product_id": "sku-1"}, "Product Added": {"product_id": "sku-1"},
-                      "Order Completed": {"order_id": f"order-{i}", "revenue": revenue, "currency": "EUR"}}
-        events.append({"type": "track", "event": name, **ids, "messageId": f"{run}-{i}",
-                       "timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                       "properties": properties.get(name, {})})
+        ids = (
+            {"anonymousId": f"{run}-{user}"}
+            if anonymous
+            else {"userId": f"{run}-{user}", "anonymousId": f"{run}-{user}-device"}
+        )
+        properties = {
+            "Product Viewed": {"product_id": "sku-1"},
+            "Product Added": {"product_id": "sku-1"},
+            "Order Completed": {"order_id": f"order-{i}", "revenue": revenue, "currency": "EUR"},
+        }
+        events.append(
+            {
+                "type": "track",
+                "event": name,
+                **ids,
+                "messageId": f"{run}-{i}",
+                "timestamp": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "properties": properties.get(name, {}),
+            }
+        )
     return events
 
 
@@ -129,6 +152,7 @@ def _monday(d: dt.date) -> dt.date:
 
 def expected_from_story(events: list[dict], today: dt.date) -> dict[str, list[list]]:
     """What each documented query returns for the story alone, as /query's JSON shows it."""
+
     def since(days: int) -> list[dict]:
         return [e for e in events if _day(e) >= today - dt.timedelta(days=days)]
 
@@ -147,8 +171,9 @@ def expected_from_story(events: list[dict], today: dt.date) -> dict[str, list[li
     yesterday = [e for e in events if _day(e) == today - dt.timedelta(days=1) and e["event"] == "Order Completed"]
 
     top = [[name, len(evs), users(evs)] for name, evs in per(lambda e: e["event"], since(6)).items()]
-    steps = [window_funnel(evs, 86400, FUNNEL) for evs in
-             per(_user, [e for e in since(6) if e["event"] in FUNNEL]).values()]
+    steps = [
+        window_funnel(evs, 86400, FUNNEL) for evs in per(_user, [e for e in since(6) if e["event"] in FUNNEL]).values()
+    ]
 
     first_week = _monday(today) - dt.timedelta(weeks=7)
     weeks = {(_user(e), _monday(_day(e))) for e in events if _day(e) >= first_week}
@@ -161,15 +186,17 @@ def expected_from_story(events: list[dict], today: dt.date) -> dict[str, list[li
 
     return {
         "daily_active_users": [[d.isoformat(), users(evs)] for d, evs in per(_day, since(29)).items()],
-        "monthly_active_users": [[m.isoformat(), users(evs)] for m, evs in
-                                 per(lambda e: _day(e).replace(day=1), [e for e in events
-                                                                        if _day(e) >= month_start]).items()],
+        "monthly_active_users": [
+            [m.isoformat(), users(evs)]
+            for m, evs in per(lambda e: _day(e).replace(day=1), [e for e in events if _day(e) >= month_start]).items()
+        ],
         "users_who_did_x_yesterday": [[users(yesterday)]],
         "top_events": sorted(top, key=lambda r: (-r[1], r[0])),
         "funnel": [[sum(s >= 1 for s in steps), sum(s >= 2 for s in steps), sum(s >= 3 for s in steps)]],
         "retention_cohorts": [[c, w, n] for (c, w), n in sorted(retention.items())],
-        "revenue_per_day": [[d.isoformat(), revenue(evs), len(evs), users(evs)]
-                            for d, evs in per(_day, since(29)).items()],
+        "revenue_per_day": [
+            [d.isoformat(), revenue(evs), len(evs), users(evs)] for d, evs in per(_day, since(29)).items()
+        ],
         "deletions": [],
         "quota_usage": [],
     }
@@ -177,12 +204,18 @@ def expected_from_story(events: list[dict], today: dt.date) -> dict[str, list[li
 
 # How each query's rows combine with the baseline: the first `keys` columns identify a row, the rest add up.
 SHAPES = {
-    "daily_active_users": dict(keys=1), "monthly_active_users": dict(keys=1),
-    "users_who_did_x_yesterday": dict(keys=0), "top_events": dict(keys=1, order=lambda r: (-r[1], r[0]), limit=10),
-    "funnel": dict(keys=0, derived=1), "retention_cohorts": dict(keys=2), "revenue_per_day": dict(keys=1),
+    "daily_active_users": dict(keys=1),
+    "monthly_active_users": dict(keys=1),
+    "users_who_did_x_yesterday": dict(keys=0),
+    "top_events": dict(keys=1, order=lambda r: (-r[1], r[0]), limit=10),
+    "funnel": dict(keys=0, derived=1),
+    "retention_cohorts": dict(keys=2),
+    "revenue_per_day": dict(keys=1),
     "rejects_by_reason": dict(keys=1, derived=1, order=lambda r: (-r[1], r[0])),
     "deletions": dict(keys=1, order=lambda r: 0),
-    "quota_usage": dict(keys=1),  # the test stack sets no quota: the baseline's rows  # the story forgets no one: the baseline's rows, in its order
+    "quota_usage": dict(
+        keys=1
+    ),  # the test stack sets no quota: the baseline's rows  # the story forgets no one: the baseline's rows, in its order
 }
 
 
@@ -199,7 +232,7 @@ def combine(name: str, baseline: list[list], story_rows: list[list]) -> list[lis
     merged: dict[tuple, list] = {}
     for row in baseline + story_rows:
         key = tuple(row[:k])
-        measures = row[k:len(row) - derived] if derived else row[k:]
+        measures = row[k : len(row) - derived] if derived else row[k:]
         if key in merged:
             merged[key] = [a + b for a, b in zip(merged[key], measures)]
         else:
@@ -208,12 +241,16 @@ def combine(name: str, baseline: list[list], story_rows: list[list]) -> list[lis
     rows.sort(key=shape.get("order", lambda r: r[:k]))
     if name == "funnel":
         rows = [r + [round(r[2] / r[0], 3)] for r in rows]
-    return rows[:shape["limit"]] if "limit" in shape else rows
+    return rows[: shape["limit"]] if "limit" in shape else rows
 
 
 def rejects_table_exists(stack) -> bool:
-    return query(stack, "SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                        "AND name = 'events_rejected'")[0][0] == 1
+    return (
+        query(
+            stack, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'events_rejected'"
+        )[0][0]
+        == 1
+    )
 
 
 def settle(stack, has_rejects: bool) -> None:
@@ -236,16 +273,21 @@ def posted(stack):
     queries = {name: as_run(sql, today) for name, sql in doc_queries().items()}
     has_rejects = rejects_table_exists(stack)
     settle(stack, has_rejects)
-    baseline = {name: _normal(name, query(stack, sql)) for name, sql in queries.items()
-                if has_rejects or name != "rejects_by_reason"}
+    baseline = {
+        name: _normal(name, query(stack, sql))
+        for name, sql in queries.items()
+        if has_rejects or name != "rejects_by_reason"
+    }
 
     events = story(run, today)
     status, _, body = post(stack.collector_url + "/v1/batch", orjson.dumps({"batch": events}), KEY)
     assert status == 200, body
     max_age = getattr(stack.settings, "max_event_age_days", 60.0)
     too_old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=max_age + 40)).isoformat()[:23] + "Z"
-    rejects = [{"type": "track", "event": "Old", "userId": f"{run}-old", "messageId": f"{run}-old-{i}",
-                "timestamp": too_old} for i in range(3)]
+    rejects = [
+        {"type": "track", "event": "Old", "userId": f"{run}-old", "messageId": f"{run}-old-{i}", "timestamp": too_old}
+        for i in range(3)
+    ]
     if has_rejects:
         status, _, body = post(stack.collector_url + "/v1/batch", orjson.dumps({"batch": rejects}), KEY)
         assert status == 200, body
@@ -255,11 +297,19 @@ def posted(stack):
     if has_rejects:
         rejected = f"SELECT count() FROM events_rejected WHERE message_id LIKE '{run}-old-%'"
         assert wait_for(lambda: query(stack, rejected)[0][0] == len(rejects), timeout=30), query(stack, rejected)
-    return dict(run=run, today=today, queries=queries, baseline=baseline, has_rejects=has_rejects,
-                expected=expected_from_story(events, today), rejects=len(rejects))
+    return dict(
+        run=run,
+        today=today,
+        queries=queries,
+        baseline=baseline,
+        has_rejects=has_rejects,
+        expected=expected_from_story(events, today),
+        rejects=len(rejects),
+    )
 
 
 # --- the documented queries -----------------------------------------------------
+
 
 def test_every_documented_query_is_checked():
     assert set(doc_queries()) == set(SHAPES), "each query in docs/queries.md needs its expected rows here"
@@ -292,8 +342,10 @@ def test_the_story_reads_as_intended(posted, stack):
 
 def test_rejects_by_reason(posted, stack):
     if not posted["has_rejects"]:
-        pytest.skip("table events_rejected does not exist yet (it comes with the processor's reject path); "
-                    "the example in docs/queries.md stays")
+        pytest.skip(
+            "table events_rejected does not exist yet (it comes with the processor's reject path); "
+            "the example in docs/queries.md stays"
+        )
     got = query(stack, posted["queries"]["rejects_by_reason"])
     before = {r[0]: r[1] for r in posted["baseline"]["rejects_by_reason"]}
     counts = {r[0]: r[1] for r in got}
@@ -337,10 +389,12 @@ def test_documented_commands(posted, stack, tmp_path, monkeypatch, capsys):
     assert str(table.schema.field("revenue").type) == "decimal128(18, 4)"
     mine = [r for r in table.to_pylist() if r["user_id"].startswith(posted["run"])]
     assert sorted(r["revenue"] for r in mine if r["revenue"]) == sorted(
-        Decimal(str(v)) for v in (20, 15.5, 4.5, 30, 9.99))
+        Decimal(str(v)) for v in (20, 15.5, 4.5, 30, 9.99)
+    )
 
 
 # --- the read-only endpoint's limits ----------------------------------------------
+
 
 def _query_status(stack, sql: str) -> tuple[int, dict]:
     status, _, raw = get(stack.query_url + "?" + urllib.parse.urlencode({"sql": sql}))
@@ -353,8 +407,12 @@ def test_endpoint_refuses_results_over_the_row_limit_and_changes_to_its_limits(s
     assert status == 400 and "Limit for result exceeded" in doc["error"]
     status, doc = _query_status(stack, f"SELECT number FROM numbers({limit})")
     assert status == 200 and len(doc["rows"]) == limit
-    for sql in ("SET max_result_rows = 0", f"SELECT number FROM numbers({limit + 1}) SETTINGS max_result_rows = 0",
-                "SELECT 1 SETTINGS max_execution_time = 0", "SET readonly = 0"):
+    for sql in (
+        "SET max_result_rows = 0",
+        f"SELECT number FROM numbers({limit + 1}) SETTINGS max_result_rows = 0",
+        "SELECT 1 SETTINGS max_execution_time = 0",
+        "SET readonly = 0",
+    ):
         status, doc = _query_status(stack, sql)
         assert status == 400 and "readonly" in doc["error"].lower(), sql
     status, doc = _query_status(stack, "SELECT getSetting('max_execution_time'), getSetting('max_result_rows')")
@@ -381,9 +439,11 @@ def test_a_query_over_the_timeout_stops_and_the_store_stays_usable(tmp_path):
 
 # --- eventpipe query's formats, straight from a store -------------------------------
 
-TYPED = ("SELECT number AS n, toDateTime64(1767225600 + number, 3, 'UTC') AS at, toDecimal64(number / 4, 4) AS revenue, "
-         "[number, 1] AS xs, map('k', number) AS m, 'a,\"b\"' AS s, toDate('2026-01-01') AS day, "
-         "CAST(NULL, 'Nullable(String)') AS nothing FROM numbers(3)")
+TYPED = (
+    "SELECT number AS n, toDateTime64(1767225600 + number, 3, 'UTC') AS at, toDecimal64(number / 4, 4) AS revenue, "
+    "[number, 1] AS xs, map('k', number) AS m, 'a,\"b\"' AS s, toDate('2026-01-01') AS day, "
+    "CAST(NULL, 'Nullable(String)') AS nothing FROM numbers(3)"
+)
 
 
 @pytest.fixture
@@ -420,9 +480,17 @@ def test_query_formats(offline, tmp_path, capsys):
     table = pq.read_table(out)
     types = {f.name: f.type for f in table.schema}
     assert (types["n"], types["at"], types["revenue"], types["s"], types["day"], types["nothing"]) == (
-        pa.uint64(), pa.timestamp("ms", tz="UTC"), pa.decimal128(18, 4), pa.string(), pa.date32(), pa.string())
+        pa.uint64(),
+        pa.timestamp("ms", tz="UTC"),
+        pa.decimal128(18, 4),
+        pa.string(),
+        pa.date32(),
+        pa.string(),
+    )
     assert types["xs"].value_type == pa.uint64() and (types["m"].key_type, types["m"].item_type) == (
-        pa.string(), pa.uint64())
+        pa.string(),
+        pa.uint64(),
+    )
     row = table.to_pylist()[1]
     assert row["at"] == dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=dt.timezone.utc)
     assert (row["revenue"], row["xs"], row["m"], row["nothing"]) == (Decimal("0.25"), [1, 1], [("k", 1)], None)

@@ -16,7 +16,9 @@ from tests.http import get, post
 
 def test_parse_quotas():
     assert parse_quotas("acme=100/day, beta=30/hour:drop", "reject") == {
-        "acme": Quota(100, 86400, "reject"), "beta": Quota(30, 3600, "drop")}
+        "acme": Quota(100, 86400, "reject"),
+        "beta": Quota(30, 3600, "drop"),
+    }
     assert parse_quotas("", "drop") == {}
     for bad in ("acme=100", "acme=x/day", "acme=5/week", "=5/day", "acme=5/day:maybe"):
         with pytest.raises(ValueError, match="EVENTPIPE_QUOTAS"):
@@ -39,9 +41,17 @@ def test_admission_is_exact_per_period_and_counts_other_replicas():
     assert q.admit("beta", 3) and not q.admit("beta", 1)  # 7 + 3 = 10: the next one is dropped
     key, value = q.record(("beta", 86400 * 100))
     assert key.endswith(f"|{q.replica}".encode())
-    assert orjson.loads(value) | {"at": 0} == {"project": "beta", "period": 86400 * 100, "period_seconds": 3600,
-                                               "quota": 10, "replica": q.replica, "accepted": 3, "dropped": 1,
-                                               "refused": 0, "at": 0}
+    assert orjson.loads(value) | {"at": 0} == {
+        "project": "beta",
+        "period": 86400 * 100,
+        "period_seconds": 3600,
+        "quota": 10,
+        "replica": q.replica,
+        "accepted": 3,
+        "dropped": 1,
+        "refused": 0,
+        "at": 0,
+    }
     now[0] += 3600  # beta's next hour starts empty
     assert q.admit("beta", 10)
     q.refund("beta", 10)
@@ -52,8 +62,14 @@ def test_admission_is_exact_per_period_and_counts_other_replicas():
 
 
 def _batch(n: int, tag: str) -> bytes:
-    return orjson.dumps({"batch": [{"type": "track", "event": "Quota Test", "userId": f"{tag}-u",
-                                    "messageId": f"{tag}-{i}"} for i in range(n)]})
+    return orjson.dumps(
+        {
+            "batch": [
+                {"type": "track", "event": "Quota Test", "userId": f"{tag}-u", "messageId": f"{tag}-{i}"}
+                for i in range(n)
+            ]
+        }
+    )
 
 
 def test_quotas_against_the_real_stack(tmp_path):
@@ -80,8 +96,10 @@ def test_quotas_against_the_real_stack(tmp_path):
 
         # a second collector process (another replica) sees the same usage, once the first has published it
         # (every quota_sync_seconds: until then a replica does not know the others' latest admissions)
-        usage = ("SELECT project, max(quota), sum(accepted), sum(dropped), sum(refused) FROM quota_usage FINAL "
-                 "GROUP BY project ORDER BY project")
+        usage = (
+            "SELECT project, max(quota), sum(accepted), sum(dropped), sum(refused) FROM quota_usage FINAL "
+            "GROUP BY project ORDER BY project"
+        )
         published = [["acme", 100, 100, 0, 2], ["beta", 30, 30, 15, 0]]
         assert wait_for(lambda: query(stack, usage) == published, timeout=30), query(stack, usage)
         port = free_port()
@@ -89,8 +107,10 @@ def test_quotas_against_the_real_stack(tmp_path):
         second = Child("collector2", eventpipe_command("collector"), env, None)
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", second, 60)
-            assert wait_for(lambda: post(f"http://127.0.0.1:{port}/v1/batch", _batch(1, "a-second"),
-                                         key="test-key-acme")[0] == 429, timeout=10)
+            assert wait_for(
+                lambda: post(f"http://127.0.0.1:{port}/v1/batch", _batch(1, "a-second"), key="test-key-acme")[0] == 429,
+                timeout=10,
+            )
             assert post(f"http://127.0.0.1:{port}/v1/batch", _batch(1, "b-second"), key="test-key-beta")[0] == 200
         finally:
             second.stop()

@@ -12,7 +12,7 @@ from aiokafka.record.memory_records import MemoryRecords
 
 from eventpipe.ingest.records import CODECS, RecordBatch, compressor, encode_produce_request
 
-VALUES = [b"x" * 10, os.urandom(300), b"" , b'{"batch":[]}' * 1000]
+VALUES = [b"x" * 10, os.urandom(300), b"", b'{"batch":[]}' * 1000]
 
 
 def _theirs(values, ts, pid=7, epoch=2, seq=40):

@@ -26,12 +26,20 @@ def test_parse_ms():
 
 
 def test_skew_correction_and_fallbacks():
-    doc = {"sentAt": "1970-01-01T00:16:50.000Z", "batch": [  # sentAt = 1_010_000 ms: client 10 s fast
-        {"type": "track", "event": "A", "anonymousId": "x", "timestamp": "1970-01-01T00:16:45.000Z"},
-        {"type": "track", "event": "B", "anonymousId": "x"},  # no timestamp: receipt time
-        {"type": "identify", "userId": "u", "traits": {"plan": "pro"}, "timestamp": "1970-01-01T00:16:40.000Z",
-         "sentAt": "1970-01-01T00:16:40.000Z"},  # its own sentAt wins
-    ]}
+    doc = {
+        "sentAt": "1970-01-01T00:16:50.000Z",
+        "batch": [  # sentAt = 1_010_000 ms: client 10 s fast
+            {"type": "track", "event": "A", "anonymousId": "x", "timestamp": "1970-01-01T00:16:45.000Z"},
+            {"type": "track", "event": "B", "anonymousId": "x"},  # no timestamp: receipt time
+            {
+                "type": "identify",
+                "userId": "u",
+                "traits": {"plan": "pro"},
+                "timestamp": "1970-01-01T00:16:40.000Z",
+                "sentAt": "1970-01-01T00:16:40.000Z",
+            },  # its own sentAt wins
+        ],
+    }
     table = bundles_to_table([(3, 42, _bundle(doc))]).to_pylist()
     ms = [int(r["timestamp"].timestamp() * 1000) for r in table]
     assert ms == [1_005_000 - 10_000, 1_000_000, 1_000_000]

@@ -62,11 +62,14 @@ def run_client(mode: str, host: str, send, key: str = KEY, shutdown_timeout: flo
 
 def track_n(n: int, run: str = "", **properties):
     """A ``send`` that tracks n events (with ``properties`` added) and returns their messageIds."""
-    return lambda client: [client.track("Tested", user_id=f"user-{run}-{i}",
-                                        properties={"i": i, "run": run, **properties}) for i in range(n)]
+    return lambda client: [
+        client.track("Tested", user_id=f"user-{run}-{i}", properties={"i": i, "run": run, **properties})
+        for i in range(n)
+    ]
 
 
 # --- the scripted stand-in --------------------------------------------------
+
 
 class FakeCollector:
     """A loopback server that answers /v1/batch from a script (then 200s) and records every request."""
@@ -82,8 +85,9 @@ class FakeCollector:
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
-                fake.requests.append({"at": time.monotonic(), "headers": dict(self.headers), "size": len(body),
-                                      "doc": json.loads(body)})
+                fake.requests.append(
+                    {"at": time.monotonic(), "headers": dict(self.headers), "size": len(body), "doc": json.loads(body)}
+                )
                 status, headers, out = fake.answers.pop(0) if fake.answers else (200, {}, b'{"success":true}')
                 self.send_response(status)
                 for name, value in {**headers, "Content-Length": str(len(out))}.items():
@@ -117,29 +121,40 @@ def answer(status: int, code: str = "x", retry_after: str | None = None) -> tupl
 
 # --- units: no network --------------------------------------------------------
 
+
 def test_an_event_is_encoded_once_with_its_id_time_and_library():
     happened = datetime(2025, 1, 31, 13, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
-    msg = build("track", {"event": "Signed Up", "properties": {"at": happened, "tags": ("a",)}}, user_id=42,
-                timestamp=happened, context={"app": {"version": "1.0"}})
+    msg = build(
+        "track",
+        {"event": "Signed Up", "properties": {"at": happened, "tags": ("a",)}},
+        user_id=42,
+        timestamp=happened,
+        context={"app": {"version": "1.0"}},
+    )
     assert str(uuid.UUID(msg["messageId"])) == msg["messageId"]
     assert msg["timestamp"] == "2025-01-31T12:00:00.123Z"  # converted to UTC, milliseconds
     assert msg["userId"] == "42" and "anonymousId" not in msg
-    assert msg["context"] == {"app": {"version": "1.0"},
-                              "library": {"name": "eventpipe-python", "version": eventpipe_sdk.__version__}}
+    assert msg["context"] == {
+        "app": {"version": "1.0"},
+        "library": {"name": "eventpipe-python", "version": eventpipe_sdk.__version__},
+    }
     assert json.loads(encode(msg))["properties"] == {"at": "2025-01-31T12:00:00.123Z", "tags": ["a"]}
     assert ISO_MS.match(iso_utc()) and iso_utc(datetime(2025, 1, 1)) == "2025-01-01T00:00:00.000Z"
 
 
-@pytest.mark.parametrize("call, error", [
-    (lambda c: c.track("Signed Up"), ValueError),  # no user_id / anonymous_id
-    (lambda c: c.track("", user_id="u"), ValueError),
-    (lambda c: c.track("E", user_id="u", properties={"x": float("nan")}), ValueError),
-    (lambda c: c.track("E", user_id="u", properties={"x": object()}), TypeError),
-    (lambda c: c.track("E", user_id="u", properties=["not", "a", "dict"]), TypeError),
-    (lambda c: c.track("E", user_id="u", timestamp="2025-01-01"), TypeError),
-    (lambda c: c.group("", user_id="u"), ValueError),
-    (lambda c: c.alias("anon", user_id=None), ValueError),
-])
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda c: c.track("Signed Up"), ValueError),  # no user_id / anonymous_id
+        (lambda c: c.track("", user_id="u"), ValueError),
+        (lambda c: c.track("E", user_id="u", properties={"x": float("nan")}), ValueError),
+        (lambda c: c.track("E", user_id="u", properties={"x": object()}), TypeError),
+        (lambda c: c.track("E", user_id="u", properties=["not", "a", "dict"]), TypeError),
+        (lambda c: c.track("E", user_id="u", timestamp="2025-01-01"), TypeError),
+        (lambda c: c.group("", user_id="u"), ValueError),
+        (lambda c: c.alias("anon", user_id=None), ValueError),
+    ],
+)
 def test_a_wrong_call_raises_at_once_and_queues_nothing(call, error):
     client = Client(KEY, "http://127.0.0.1:9")
     with pytest.raises(error):
@@ -194,6 +209,7 @@ def test_pending_takes_batches_within_the_count_and_byte_limits():
 
 
 # --- against the scripted stand-in: cases a real collector cannot produce on demand ----
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_503_with_retry_after_then_200_resends_the_same_events_after_waiting(mode):
@@ -251,8 +267,9 @@ def test_events_wait_through_refused_connections_until_the_collector_listens(mod
     timer = threading.Timer(0.6, lambda: servers.append(FakeCollector(port=port).__enter__()))
     timer.start()
     try:
-        client, ids, ok = run_client(mode, f"http://127.0.0.1:{port}", track_n(3), max_retries=20,
-                                     backoff_base=0.05, backoff_max=0.2)
+        client, ids, ok = run_client(
+            mode, f"http://127.0.0.1:{port}", track_n(3), max_retries=20, backoff_base=0.05, backoff_max=0.2
+        )
     finally:
         timer.join()
         for server in servers:
@@ -280,6 +297,7 @@ def test_batches_close_by_count_by_bytes_and_by_time(mode):
             wait_for(lambda: fake.requests, timeout=5, interval=0.01)
             client.shutdown()
         else:
+
             async def main():
                 async with AsyncClient(KEY, fake.url, flush_interval=0.3) as client:
                     client.track("Tested", user_id="u")
@@ -320,6 +338,7 @@ def test_a_forked_child_starts_an_empty_queue_and_its_own_sender():
 
 # --- against the real stack -------------------------------------------------------
 
+
 def lands_exactly_once(stack, where: str, n: int) -> None:
     """Wait until ``n`` rows match, then check that no more arrive and that no messageId repeats."""
     count = f"SELECT count(), uniqExact(message_id) FROM events WHERE {where}"
@@ -336,8 +355,14 @@ def test_every_call_lands_exactly_once_with_its_fields(stack, mode):
 
     def send(client):
         return {
-            "track": client.track("Order Completed", user_id=user, anonymous_id=anon, timestamp=happened,
-                                  properties={"revenue": 42.5, "run": run}, context={"app": {"version": "2.3.0"}}),
+            "track": client.track(
+                "Order Completed",
+                user_id=user,
+                anonymous_id=anon,
+                timestamp=happened,
+                properties={"revenue": 42.5, "run": run},
+                context={"app": {"version": "2.3.0"}},
+            ),
             "identify": client.identify(user_id=user, traits={"plan": "pro"}),
             "page": client.page("Pricing", anonymous_id=anon, properties={"path": "/pricing"}),
             "screen": client.screen("Home", user_id=user, category="app"),
@@ -350,16 +375,51 @@ def test_every_call_lands_exactly_once_with_its_fields(stack, mode):
     where = f"project = 'acme' AND (user_id = '{user}' OR anonymous_id = '{anon}')"
     lands_exactly_once(stack, where, 6)
 
-    columns = ["type", "event", "message_id", "user_id", "anonymous_id", "properties", "traits", "context",
-               "user_agent", "toUnixTimestamp64Milli(client_timestamp)", "toUnixTimestamp64Milli(sent_at)",
-               "toUnixTimestamp64Milli(received_at)"]
+    columns = [
+        "type",
+        "event",
+        "message_id",
+        "user_id",
+        "anonymous_id",
+        "properties",
+        "traits",
+        "context",
+        "user_agent",
+        "toUnixTimestamp64Milli(client_timestamp)",
+        "toUnixTimestamp64Milli(sent_at)",
+        "toUnixTimestamp64Milli(received_at)",
+    ]
     rows = query(stack, f"SELECT {', '.join(columns)} FROM events WHERE {where}")
-    got = {row[0]: dict(zip(["event", "id", "user", "anon", "props", "traits", "context", "agent", "client_ms",
-                             "sent_ms", "received_ms"], row[1:])) for row in rows}
+    got = {
+        row[0]: dict(
+            zip(
+                [
+                    "event",
+                    "id",
+                    "user",
+                    "anon",
+                    "props",
+                    "traits",
+                    "context",
+                    "agent",
+                    "client_ms",
+                    "sent_ms",
+                    "received_ms",
+                ],
+                row[1:],
+            )
+        )
+        for row in rows
+    }
     assert {kind: r["id"] for kind, r in got.items()} == ids
     assert {kind: r["event"] for kind, r in got.items()} == {
-        "track": "Order Completed", "identify": "$identify", "page": "$page", "screen": "$screen",
-        "group": "$group", "alias": "$alias"}
+        "track": "Order Completed",
+        "identify": "$identify",
+        "page": "$page",
+        "screen": "$screen",
+        "group": "$group",
+        "alias": "$alias",
+    }
     library = {"name": "eventpipe-python", "version": eventpipe_sdk.__version__}
     assert all(json.loads(r["context"])["library"] == library for r in got.values())
     assert all(r["agent"] == f"eventpipe-python/{eventpipe_sdk.__version__}" for r in got.values())
@@ -402,6 +462,7 @@ def test_many_tasks_share_one_async_client_and_each_event_lands_once(stack):
 
     async def main():
         async with AsyncClient(KEY, stack.collector_url, max_batch_events=50, flush_interval=0.05) as client:
+
             async def task(n: int) -> list[str]:
                 out = []
                 for i in range(50):
@@ -431,8 +492,11 @@ def test_a_full_queue_and_oversize_events_are_counted_and_the_rest_lands(stack, 
     stats = client.stats
     assert ok and (stats.queued, stats.delivered, stats.dropped_queue_full, stats.dropped_oversize) == (10, 10, 5, 1)
     lands_exactly_once(stack, f"user_id = 'q-{run}'", 10)
-    assert query(stack, f"SELECT min(JSONExtractInt(properties, 'i')), max(JSONExtractInt(properties, 'i')) "
-                        f"FROM events WHERE user_id = 'q-{run}'") == [[0, 9]]  # the first ten were kept
+    assert query(
+        stack,
+        f"SELECT min(JSONExtractInt(properties, 'i')), max(JSONExtractInt(properties, 'i')) "
+        f"FROM events WHERE user_id = 'q-{run}'",
+    ) == [[0, 9]]  # the first ten were kept
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -451,8 +515,10 @@ DOC_KEY, DOC_HOST = "demo-write-key", "http://127.0.0.1:8080"
 def doc_blocks(path: Path = DOC) -> list[tuple[int, str]]:
     """(line number, code) of each ```python block of a Markdown file (docs/sdk.md by default)."""
     text = path.read_text()
-    return [(text.count("\n", 0, m.start()) + 2, m.group(1))
-            for m in re.finditer(r"^```python\n(.*?)^```$", text, re.S | re.M)]
+    return [
+        (text.count("\n", 0, m.start()) + 2, m.group(1))
+        for m in re.finditer(r"^```python\n(.*?)^```$", text, re.S | re.M)
+    ]
 
 
 DOC_BLOCKS = doc_blocks()

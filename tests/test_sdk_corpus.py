@@ -102,8 +102,11 @@ def test_every_recorded_request_is_accepted_and_reaches_the_sink_as_sent_less_th
         # stored as sent (gunzipped), only the write key emptied wherever the body carried it
         assert orjson.loads(request.body) == orjson.loads(sent.replace(f'"{KEY}"'.encode(), b'""'))
         assert KEY.encode() not in request.body
-        assert (request.project, request.ip, request.user_agent) == ("acme", "198.51.100.7",
-                                                                     entry["headers"]["user-agent"])
+        assert (request.project, request.ip, request.user_agent) == (
+            "acme",
+            "198.51.100.7",
+            entry["headers"]["user-agent"],
+        )
         first = orjson.loads(sent)["batch"][0]
         assert key == partition_key(first.get("anonymousId"), first.get("userId"))
 
@@ -111,14 +114,18 @@ def test_every_recorded_request_is_accepted_and_reaches_the_sink_as_sent_less_th
 @pytest.mark.parametrize("client", CLIENTS)
 def test_each_client_delivers_every_call_type_and_its_retry(client):
     _, sink = replay(f"{KEY}=acme")
-    mine = [e for (_, request), entry in zip(sink.requests, REQUESTS) if entry["client"] == client
-            for e in orjson.loads(request.body)["batch"]]
+    mine = [
+        e
+        for (_, request), entry in zip(sink.requests, REQUESTS)
+        if entry["client"] == client
+        for e in orjson.loads(request.body)["batch"]
+    ]
     assert sorted({e["type"] for e in mine}) == ["alias", "group", "identify", "page", "screen", "track"]
     ids = [e["messageId"] for e in mine]
     # the calls' own messageIds: each once, the retried track twice (dedup is the processor's job)
-    assert {name: ids.count(f"{client}-{name}") for name in ("identify", "track", "page", "screen", "group",
-                                                            "alias")} == {
-        "identify": 1, "track": 2, "page": 1, "screen": 1, "group": 1, "alias": 1}
+    assert {
+        name: ids.count(f"{client}-{name}") for name in ("identify", "track", "page", "screen", "group", "alias")
+    } == {"identify": 1, "track": 2, "page": 1, "screen": 1, "group": 1, "alias": 1}
     generated = [i for i in ids if not i.startswith(f"{client}-")]
     assert len(generated) == 1 and generated[0]  # the call without a messageId got one from its client
 

@@ -59,10 +59,18 @@ def test_server_url_uses_the_same_client(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod.clickhouse_connect, "get_client", lambda **kw: calls.append(kw) or object())
     store_mod.connect(make_settings(tmp_path, clickhouse_url="clickhouse://user:pw@ch.internal:8123/analytics"))
     store_mod.connect(make_settings(tmp_path, clickhouse_url="clickhouse://ch.internal/a"), readonly=True)
-    assert calls == [{"dsn": "clickhouse://user:pw@ch.internal:8123/analytics"},
-                     {"dsn": "clickhouse://ch.internal/a",
-                      "settings": {"max_execution_time": 10.0, "max_result_rows": 100_000,
-                                   "result_overflow_mode": "throw", "readonly": 1}}]
+    assert calls == [
+        {"dsn": "clickhouse://user:pw@ch.internal:8123/analytics"},
+        {
+            "dsn": "clickhouse://ch.internal/a",
+            "settings": {
+                "max_execution_time": 10.0,
+                "max_result_rows": 100_000,
+                "result_overflow_mode": "throw",
+                "readonly": 1,
+            },
+        },
+    ]
 
 
 def test_refused_analyst_writes_leave_the_writer_writable(tmp_path):

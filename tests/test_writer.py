@@ -15,8 +15,9 @@ NOW = 1_767_225_600_000
 
 
 def _record(partition: int, offset: int, *message_ids: str, project: str = "acme") -> tuple[int, int, bytes]:
-    body = orjson.dumps({"batch": [{"type": "track", "event": "e", "anonymousId": "d", "messageId": m}
-                                   for m in message_ids]})
+    body = orjson.dumps(
+        {"batch": [{"type": "track", "event": "e", "anonymousId": "d", "messageId": m} for m in message_ids]}
+    )
     return partition, offset, encode_bundle([AcceptedRequest(project, NOW + offset, "", "", body)])
 
 
@@ -34,7 +35,7 @@ def test_retried_message_ids_are_dropped_and_replays_are_idempotent(tmp_path):
     store.migrate()
     writer = EventWriter(store, "events.raw")
     try:
-        writer.write([_record(1, 0, "m1", "m1")])                                  # a repeat inside one range
+        writer.write([_record(1, 0, "m1", "m1")])  # a repeat inside one range
         writer.write([_record(1, 5, "m1", "m2"), _record(1, 6, "m3", project="beta")])  # a client retry of m1
         writer.write([_record(2, 0, "m9")])
         expected = [("acme", "m1", 0), ("acme", "m2", 5), ("beta", "m3", 6), ("acme", "m9", 0)]
@@ -46,8 +47,10 @@ def test_retried_message_ids_are_dropped_and_replays_are_idempotent(tmp_path):
         # the same messageId in another project is another event
         writer.write([_record(1, 7, "m1", project="beta")])
         assert len(_stored(store)) == 5
-        ledger = store.query("SELECT partition, first_offset, last_offset FROM ingest_batches "
-                             "ORDER BY partition, first_offset, recorded_at").rows
+        ledger = store.query(
+            "SELECT partition, first_offset, last_offset FROM ingest_batches "
+            "ORDER BY partition, first_offset, recorded_at"
+        ).rows
         assert sorted(set(ledger)) == [(1, 0, 0), (1, 5, 6), (1, 7, 7), (2, 0, 0)]
         assert writer.recorded_batches({1: 6}) == [("events.raw/1/5-6", [(1, 5, 6)]), ("events.raw/1/7-7", [(1, 7, 7)])]
     finally:
@@ -75,7 +78,9 @@ def test_a_batch_is_one_token_and_recovery_replays_all_its_partitions(tmp_path):
 
         async def fetch(ranges):
             fetched.append(ranges)
-            return [log[(p, o)] for p, first_offset, last_offset in ranges for o in range(first_offset, last_offset + 1)]
+            return [
+                log[(p, o)] for p, first_offset, last_offset in ranges for o in range(first_offset, last_offset + 1)
+            ]
 
         async def run_blocking(fn, *args):
             return fn(*args)
@@ -137,8 +142,11 @@ def test_ranges_recorded_before_batches_replay_with_their_old_token(tmp_path):
     store = Store(make_settings(tmp_path))
     store.migrate()
     try:
-        store.insert_rows("ingest_batches", [["events.raw", 2, 10, 12, 3]],
-                          ["topic", "partition", "first_offset", "last_offset", "records"])
+        store.insert_rows(
+            "ingest_batches",
+            [["events.raw", 2, 10, 12, 3]],
+            ["topic", "partition", "first_offset", "last_offset", "records"],
+        )
         assert EventWriter(store, "events.raw").recorded_batches({2: 0}) == [("events.raw/2/10-12", [(2, 10, 12)])]
     finally:
         store.close()
@@ -167,8 +175,10 @@ def test_a_large_micro_batch_is_written_in_byte_bounded_parts(tmp_path):
         assert stored == 6 and len(_stored(store)) == 6
         tokens = sorted({b for (b,) in store.query("SELECT batch FROM ingest_batches").rows})
         assert tokens == ["events.raw/0/0-1", "events.raw/0/2-2,1/0-0", "events.raw/1/1-2"]
-        assert writer.recorded_batches({1: 0}) == [("events.raw/0/2-2,1/0-0", [(0, 2, 2), (1, 0, 0)]),
-                                                 ("events.raw/1/1-2", [(1, 1, 2)])]
+        assert writer.recorded_batches({1: 0}) == [
+            ("events.raw/0/2-2,1/0-0", [(0, 2, 2), (1, 0, 0)]),
+            ("events.raw/1/1-2", [(1, 1, 2)]),
+        ]
     finally:
         store.close()
 
@@ -209,7 +219,7 @@ def test_a_batch_of_fifty_thousand_ids_is_looked_up_and_its_retries_dropped(tmp_
     writer = EventWriter(store, "events.raw")
     try:
         ids = [f"m{i}" for i in range(50_000)]
-        writer.write([_record(3, o, *ids[o * 500:(o + 1) * 500]) for o in range(100)])
+        writer.write([_record(3, o, *ids[o * 500 : (o + 1) * 500]) for o in range(100)])
         writer.write([_record(3, 100, "m7", "m49999", "new")])  # two client retries and one new event
         assert store.query("SELECT count(), countIf(message_id = 'new') FROM events").rows == [(50_001, 1)]
     finally:

@@ -13,9 +13,7 @@ import handler
 
 async def batch(request):
     body = await request.read()
-    status, payload = handler.handle(
-        request.method, request.path, request.headers.get("Authorization"), body
-    )
+    status, payload = handler.handle(request.method, request.path, request.headers.get("Authorization"), body)
     return web.Response(status=status, body=payload, content_type="application/json")
 
 
@@ -23,6 +21,11 @@ if __name__ == "__main__":
     app = web.Application()
     app.router.add_post("/v1/batch", batch)
     web.run_app(
-        app, host=sys.argv[1], port=int(sys.argv[2]), access_log=None, print=None,
-        shutdown_timeout=1, loop=uvloop.new_event_loop(),
+        app,
+        host=sys.argv[1],
+        port=int(sys.argv[2]),
+        access_log=None,
+        print=None,
+        shutdown_timeout=1,
+        loop=uvloop.new_event_loop(),
     )

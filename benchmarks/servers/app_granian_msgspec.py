@@ -43,7 +43,5 @@ async def app(scope, proto):
     if scope.proto != "http":
         return
     body = await proto()
-    status, payload = handler.handle(
-        scope.method, scope.path, scope.headers.get("authorization"), body, valid_msgspec
-    )
+    status, payload = handler.handle(scope.method, scope.path, scope.headers.get("authorization"), body, valid_msgspec)
     proto.response_bytes(status, HEADERS, payload)

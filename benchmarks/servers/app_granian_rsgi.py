@@ -12,7 +12,5 @@ async def app(scope, proto):
     if scope.proto != "http":
         return
     body = await proto()
-    status, payload = handler.handle(
-        scope.method, scope.path, scope.headers.get("authorization"), body
-    )
+    status, payload = handler.handle(scope.method, scope.path, scope.headers.get("authorization"), body)
     proto.response_bytes(status, HEADERS, payload)

@@ -42,14 +42,40 @@ HOST = "127.0.0.1"
 AUTH = "Basic d2tfYmVuY2hfMTo="  # base64("wk_bench_1:"), same as post.lua
 BODY = (HERE / "body.json").read_bytes()
 
-GRANIAN = [str(BIN / "granian"), "--loop", "uvloop", "--workers", "1",
-           "--log-level", "warning", "--no-access-log", "--host", HOST, "--port", "{port}"]
+GRANIAN = [
+    str(BIN / "granian"),
+    "--loop",
+    "uvloop",
+    "--workers",
+    "1",
+    "--log-level",
+    "warning",
+    "--no-access-log",
+    "--host",
+    HOST,
+    "--port",
+    "{port}",
+]
 CANDIDATES = {
     "granian-rsgi": GRANIAN + ["--interface", "rsgi", "app_granian_rsgi:app"],
     "granian-asgi": GRANIAN + ["--interface", "asgi", "app_asgi:app"],
-    "uvicorn-httptools": [str(BIN / "uvicorn"), "--http", "httptools", "--loop", "uvloop",
-                          "--workers", "1", "--log-level", "warning", "--no-access-log",
-                          "--host", HOST, "--port", "{port}", "app_asgi:app"],
+    "uvicorn-httptools": [
+        str(BIN / "uvicorn"),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--host",
+        HOST,
+        "--port",
+        "{port}",
+        "app_asgi:app",
+    ],
     "aiohttp": [sys.executable, "app_aiohttp.py", HOST, "{port}"],
     "granian-rsgi-msgspec": GRANIAN + ["--interface", "rsgi", "app_granian_msgspec:app"],
     # The real collector: same server and core, plus bundling and an acks=all Kafka write per 200.
@@ -71,8 +97,7 @@ def free_port():
 def post(port, auth):
     conn = http.client.HTTPConnection(HOST, port, timeout=2)
     try:
-        conn.request("POST", "/v1/batch", BODY,
-                     {"Authorization": auth, "Content-Type": "application/json"})
+        conn.request("POST", "/v1/batch", BODY, {"Authorization": auth, "Content-Type": "application/json"})
         resp = conn.getresponse()
         return resp.status, resp.getheader("content-type") or "", resp.read()
     finally:
@@ -81,10 +106,10 @@ def post(port, auth):
 
 def start(name, port, log, extra_env=None):
     cmd = ["taskset", "-c", "0"] + [a.format(port=port) for a in CANDIDATES[name]]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", EVENTPIPE_COLLECTOR_PORT=str(port),
-               **(extra_env or {}))  # no __pycache__ in the repo
-    proc = subprocess.Popen(cmd, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    env = dict(
+        os.environ, PYTHONDONTWRITEBYTECODE="1", EVENTPIPE_COLLECTOR_PORT=str(port), **(extra_env or {})
+    )  # no __pycache__ in the repo
+    proc = subprocess.Popen(cmd, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 15
     while True:
         if proc.poll() is not None:
@@ -100,8 +125,7 @@ def start(name, port, log, extra_env=None):
             raise RuntimeError(f"{name} did not answer within 15 s")
         time.sleep(0.1)
     bad = post(port, "Basic " + "bm9wZTo=")  # base64("nope:")
-    if not (got[0] == 200 and got[1].startswith("application/json")
-            and got[2] in OK_BODIES and bad[0] == 401):
+    if not (got[0] == 200 and got[1].startswith("application/json") and got[2] in OK_BODIES and bad[0] == 401):
         stop(proc)
         raise RuntimeError(f"{name} answered wrongly: {got} / {bad[0]}")
     return proc
@@ -113,8 +137,9 @@ def start_broker():
     from eventpipe.settings import Settings
 
     port = free_port()
-    settings = Settings.from_env({}, data_dir=Path(tempfile.mkdtemp(prefix="bench-kafka-")),
-                                 kafka_bootstrap=f"{HOST}:{port}")
+    settings = Settings.from_env(
+        {}, data_dir=Path(tempfile.mkdtemp(prefix="bench-kafka-")), kafka_bootstrap=f"{HOST}:{port}"
+    )
     broker = KafkaBroker(settings).start()
     subprocess.run(["taskset", "-a", "-p", "-c", "1", str(broker.proc.pid)], check=True, capture_output=True)
     print(f"Kafka broker for {COLLECTOR} at {broker.bootstrap} (CPU 1)", flush=True)
@@ -151,15 +176,19 @@ def to_ms(text):
 
 def run_wrk(port, duration, connections):
     cmd = WRK.format(duration=duration, connections=connections, url=f"http://{HOST}:{port}/v1/batch")
-    out = subprocess.run(cmd.split(), cwd=HERE, capture_output=True, text=True,
-                         timeout=duration + 30, check=True).stdout
+    out = subprocess.run(
+        cmd.split(), cwd=HERE, capture_output=True, text=True, timeout=duration + 30, check=True
+    ).stdout
     pct = {p: to_ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
         "requests_per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "p50_ms": pct["50"], "p75_ms": pct["75"], "p90_ms": pct["90"], "p99_ms": pct["99"],
+        "p50_ms": pct["50"],
+        "p75_ms": pct["75"],
+        "p90_ms": pct["90"],
+        "p99_ms": pct["99"],
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else None,
     }
@@ -180,19 +209,28 @@ def machine_info():
 
 def plot(summary, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(summary)
     med = [summary[n]["median"]["requests_per_sec"] for n in names]
-    runs = [[r["requests_per_sec"] for r in summary[n]["runs"] if not r["disturbed"]] or [m]
-            for n, m in zip(names, med)]
+    runs = [
+        [r["requests_per_sec"] for r in summary[n]["runs"] if not r["disturbed"]] or [m] for n, m in zip(names, med)
+    ]
     err = [[m - min(r) for m, r in zip(med, runs)], [max(r) - m for m, r in zip(med, runs)]]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bars = ax.bar(names, med, yerr=err, capsize=4, color="#4c72b0")
     for bar, n in zip(bars, names):
-        ax.annotate(f"p99 {summary[n]['median']['p99_ms']:.1f} ms", (bar.get_x() + bar.get_width() / 2, 0),
-                    xytext=(0, 4), textcoords="offset points", ha="center", color="white", fontsize=8)
+        ax.annotate(
+            f"p99 {summary[n]['median']['p99_ms']:.1f} ms",
+            (bar.get_x() + bar.get_width() / 2, 0),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            color="white",
+            fontsize=8,
+        )
     ax.set_ylabel("requests/s (median, whiskers = min..max)")
     ax.set_title("POST /v1/batch, 1 server core, wrk -c64 (higher is better)")
     plt.xticks(rotation=15)
@@ -205,9 +243,13 @@ def main():
     ap.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    ap.add_argument("--connections", type=int, default=256,
-                    help="open connections; the collector holds each request ~bundle window + Kafka ack, "
-                         "so it needs more in flight than a bare server to fill its core")
+    ap.add_argument(
+        "--connections",
+        type=int,
+        default=256,
+        help="open connections; the collector holds each request ~bundle window + Kafka ack, "
+        "so it needs more in flight than a bare server to fill its core",
+    )
     ap.add_argument("--retries", type=int, default=3, help="max re-runs of disturbed runs")
     args = ap.parse_args()
     assert AUTH in (HERE / "post.lua").read_text(), "post.lua and AUTH disagree"
@@ -217,8 +259,9 @@ def main():
     if COLLECTOR in names:
         broker, extra_env = start_broker()
     runs = {n: [] for n in names}
-    plan = [(rep, name) for rep in range(args.repeats)
-            for name in names[rep % len(names):] + names[:rep % len(names)]]
+    plan = [
+        (rep, name) for rep in range(args.repeats) for name in names[rep % len(names) :] + names[: rep % len(names)]
+    ]
     retries, i = args.retries, 0
     while i < len(plan):
         rep, name = plan[i]
@@ -241,9 +284,12 @@ def main():
             print(f"  warning: non-2xx={r['non_2xx']} socket errors={r['socket_errors']}")
         r["disturbed"] = r["server_cpu"] < MIN_CPU
         runs[name].append(r)
-        print(f"[{i}/{len(plan)}] {name:22s} round {rep + 1}: {r['requests_per_sec']:9.0f} req/s  "
-              f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  server cpu {r['server_cpu']:.0%}"
-              + ("  DISTURBED" if r["disturbed"] else ""), flush=True)
+        print(
+            f"[{i}/{len(plan)}] {name:22s} round {rep + 1}: {r['requests_per_sec']:9.0f} req/s  "
+            f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  server cpu {r['server_cpu']:.0%}"
+            + ("  DISTURBED" if r["disturbed"] else ""),
+            flush=True,
+        )
         if r["disturbed"] and retries > 0:
             retries -= 1
             plan.append((rep, name))
@@ -257,24 +303,31 @@ def main():
         clean = [r for r in runs[name] if not r["disturbed"]] or runs[name]
         summary[name] = {
             "server_command": "taskset -c 0 " + " ".join(CANDIDATES[name]).replace(str(BIN) + "/", ""),
-            "median": {k: round(statistics.median(r[k] for r in clean), 3)
-                       for k in ("requests_per_sec", "p50_ms", "p99_ms")},
+            "median": {
+                k: round(statistics.median(r[k] for r in clean), 3) for k in ("requests_per_sec", "p50_ms", "p99_ms")
+            },
             "runs_in_median": len(clean),
             "runs": runs[name],
         }
     result = {
         "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([sys.executable] + sys.argv),
-        "wrk_command": WRK.format(duration=args.duration, connections=args.connections, url=f"http://{HOST}:{{port}}/v1/batch"),
+        "wrk_command": WRK.format(
+            duration=args.duration, connections=args.connections, url=f"http://{HOST}:{{port}}/v1/batch"
+        ),
         "body_bytes": len(BODY),
         "repeats": args.repeats,
-        "note": (f"medians are per metric over runs where the server got >= {MIN_CPU:.0%} of its "
-                 "core (others are 'disturbed'); server on CPU 0, wrk on CPU 1"),
+        "note": (
+            f"medians are per metric over runs where the server got >= {MIN_CPU:.0%} of its "
+            "core (others are 'disturbed'); server on CPU 0, wrk on CPU 1"
+        ),
         "machine": machine_info(),
         "candidates": summary,
-        "collector_vs_bare": (round(summary[COLLECTOR]["median"]["requests_per_sec"]
-                                    / summary[BARE]["median"]["requests_per_sec"], 3)
-                              if COLLECTOR in summary and BARE in summary else None),
+        "collector_vs_bare": (
+            round(summary[COLLECTOR]["median"]["requests_per_sec"] / summary[BARE]["median"]["requests_per_sec"], 3)
+            if COLLECTOR in summary and BARE in summary
+            else None
+        ),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -23,4 +23,5 @@ def require(library: str, version: str, missing: list[str]) -> None:
         raise CompatError(
             f"{library} {version} lacks internals eventpipe uses: {'; '.join(missing)}. eventpipe pins the "
             f"version it was written against (pyproject.toml); after an upgrade adapt eventpipe/compat/"
-            f"{library.split('-')[0]}.py")
+            f"{library.split('-')[0]}.py"
+        )

@@ -51,8 +51,9 @@ def problems() -> list[str]:
         cls = getattr(produce, f"ProduceRequest_v{version}", None)
         if cls is None or tuple(getattr(getattr(cls, "SCHEMA", None), "names", ())) != PRODUCE_FIELDS:
             missing.append(f"ProduceRequest_v{version} with fields {', '.join(PRODUCE_FIELDS)}")
-    missing += [f"BatchBuilder.{name}" for name in BATCH_BUILDER_MEMBERS if not callable(getattr(BatchBuilder, name,
-                                                                                                 None))]
+    missing += [
+        f"BatchBuilder.{name}" for name in BATCH_BUILDER_MEMBERS if not callable(getattr(BatchBuilder, name, None))
+    ]
     return missing
 
 

@@ -32,8 +32,11 @@ def problems() -> list[str]:
         missing.append("Consumer._commit_offsets (a coroutine function)")
     if "self._thread = " not in inspect.getsource(ThreadDelegateConsumer.__init__):  # an instance attribute
         missing.append("ThreadDelegateConsumer._thread")
-    missing += [f"AIOKafkaConsumerThread.{name}" for name in ("_ensure_consumer", "call_thread")
-                if not callable(getattr(AIOKafkaConsumerThread, name, None))]
+    missing += [
+        f"AIOKafkaConsumerThread.{name}"
+        for name in ("_ensure_consumer", "call_thread")
+        if not callable(getattr(AIOKafkaConsumerThread, name, None))
+    ]
     return missing
 
 

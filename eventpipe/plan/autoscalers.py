@@ -6,8 +6,14 @@ import collections
 import dataclasses
 import math
 
-from eventpipe.plan.assumptions import (SCALE_DOWN_PERCENT, SCALE_DOWN_WINDOW_S, SCALE_UP_PERCENT, SCALE_UP_PODS,
-                                        SCALE_UP_WINDOW_S, TOLERANCE)
+from eventpipe.plan.assumptions import (
+    SCALE_DOWN_PERCENT,
+    SCALE_DOWN_WINDOW_S,
+    SCALE_UP_PERCENT,
+    SCALE_UP_PODS,
+    SCALE_UP_WINDOW_S,
+    TOLERANCE,
+)
 
 
 @dataclasses.dataclass

@@ -53,8 +53,11 @@ def _scenario_value(doc, field: str):
 
 def load_capacities(results_dir: Path) -> Capacities:
     """Measured numbers from the newest benchmark JSON that has them, else the fallbacks."""
-    files = sorted(Path(results_dir).glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) \
-        if Path(results_dir).is_dir() else []
+    files = (
+        sorted(Path(results_dir).glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if Path(results_dir).is_dir()
+        else []
+    )
     docs = []
     for path in files:
         try:

@@ -35,9 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    inputs = Inputs(peak_rps=args.peak_rps, events_per_request=args.events_per_request,
-                    events_per_day=args.events_per_day, retention_days=args.retention_days,
-                    surge=args.surge, zones=args.zones, max_disk_per_node_tb=args.max_disk_per_node_tb)
+    inputs = Inputs(
+        peak_rps=args.peak_rps,
+        events_per_request=args.events_per_request,
+        events_per_day=args.events_per_day,
+        retention_days=args.retention_days,
+        surge=args.surge,
+        zones=args.zones,
+        max_disk_per_node_tb=args.max_disk_per_node_tb,
+    )
     if inputs.peak_rps <= 0 or inputs.events_per_request <= 0:
         print("eventpipe plan: --peak-rps and --events-per-request must be positive", file=sys.stderr)
         return 2
@@ -46,19 +52,30 @@ def main(argv: list[str] | None = None) -> int:
     sizing = size(inputs, cap, settings)
     runs = {"planned day (peak 1x)": 1.0, f"surge day (peak {inputs.surge:g}x)": inputs.surge}
     try:
-        sims = {title: simulate(inputs, cap, sizing, settings, seed=args.seed, peak_factor=factor)
-                for title, factor in runs.items()}
+        sims = {
+            title: simulate(inputs, cap, sizing, settings, seed=args.seed, peak_factor=factor)
+            for title, factor in runs.items()
+        }
     except ValueError as exc:
         print(f"eventpipe plan: {exc}", file=sys.stderr)
         return 2
     print(report(inputs, cap, sizing, {title: sim["summary"] for title, sim in sims.items()}))
     args.out.mkdir(parents=True, exist_ok=True)
     every = 300 // TICK_S  # 5-minute points keep the JSON small
-    doc = {"inputs": dataclasses.asdict(inputs), "capacities": dataclasses.asdict(cap), "sizing": sizing,
-           "simulations": {title: {"peak_factor": runs[title], "summary": sim["summary"], "step_s": 300,
-                                   "series": {k: [round(x, 3) for x in v[::every]]
-                                              for k, v in sim["series"].items()}}
-                           for title, sim in sims.items()}}
+    doc = {
+        "inputs": dataclasses.asdict(inputs),
+        "capacities": dataclasses.asdict(cap),
+        "sizing": sizing,
+        "simulations": {
+            title: {
+                "peak_factor": runs[title],
+                "summary": sim["summary"],
+                "step_s": 300,
+                "series": {k: [round(x, 3) for x in v[::every]] for k, v in sim["series"].items()},
+            }
+            for title, sim in sims.items()
+        },
+    }
     (args.out / "plan.json").write_text(json.dumps(doc, indent=1) + "\n")
     written = [args.out / "plan.json"]
     if not args.no_plot:

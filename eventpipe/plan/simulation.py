@@ -5,9 +5,18 @@ from __future__ import annotations
 import collections
 import math
 
-from eventpipe.plan.assumptions import (ACK_PATH_MS, COLLECTOR_CPU, COLLECTOR_START_S, METRICS_DELAY_TICKS,
-                                        PROCESSOR_CPU, PROCESSOR_SCALE_UP_WINDOW_S, PROCESSOR_START_S, REBALANCE_S,
-                                        SERVICE_P99_MS, TICK_S)
+from eventpipe.plan.assumptions import (
+    ACK_PATH_MS,
+    COLLECTOR_CPU,
+    COLLECTOR_START_S,
+    METRICS_DELAY_TICKS,
+    PROCESSOR_CPU,
+    PROCESSOR_SCALE_UP_WINDOW_S,
+    PROCESSOR_START_S,
+    REBALANCE_S,
+    SERVICE_P99_MS,
+    TICK_S,
+)
 from eventpipe.plan.autoscalers import HPA, Pods
 from eventpipe.plan.capacities import Capacities
 from eventpipe.plan.sizing import Inputs, events_per_record
@@ -15,8 +24,15 @@ from eventpipe.plan.traffic import daily_curve
 from eventpipe.settings import Settings
 
 
-def simulate(inputs: Inputs, cap: Capacities, sizing: dict, settings: Settings | None = None,
-             seed: int = 7, warmup_s: int = 7200, peak_factor: float = 1.0) -> dict:
+def simulate(
+    inputs: Inputs,
+    cap: Capacities,
+    sizing: dict,
+    settings: Settings | None = None,
+    seed: int = 7,
+    warmup_s: int = 7200,
+    peak_factor: float = 1.0,
+) -> dict:
     """24 h of the daily curve (scaled by ``peak_factor``) through both autoscalers.
 
     Returns per-tick series and a summary. ``peak_factor`` = the surge the max replicas are
@@ -25,8 +41,10 @@ def simulate(inputs: Inputs, cap: Capacities, sizing: dict, settings: Settings |
     settings = settings or Settings()
     col, proc, kafka = sizing["collector"], sizing["processor"], sizing["kafka"]
     partitions = kafka["partitions"]
-    rps_day = [x * peak_factor for x in
-               daily_curve(inputs.peak_rps, inputs.daily_events / (inputs.peak_eps * 86400), seed=seed)]
+    rps_day = [
+        x * peak_factor
+        for x in daily_curve(inputs.peak_rps, inputs.daily_events / (inputs.peak_eps * 86400), seed=seed)
+    ]
     n = len(rps_day)
     warm = warmup_s // TICK_S
     hpa_c = HPA(col["min_replicas"], col["max_replicas"])
@@ -36,9 +54,25 @@ def simulate(inputs: Inputs, cap: Capacities, sizing: dict, settings: Settings |
     backlog = 0.0  # events waiting beyond the in-flight micro-batch
     observed = collections.deque([(0.0, 0.0, 0.0)] * METRICS_DELAY_TICKS, maxlen=METRICS_DELAY_TICKS)
     last_ready_p = processors.ready(0)
-    series = {k: [] for k in ("t_h", "rps", "eps", "backlog_events", "collectors", "collectors_ready", "processors",
-                              "processors_ready", "lag_records", "freshness_s", "collector_util",
-                              "processor_util", "latency_p99_ms", "rejected_rps")}
+    series = {
+        k: []
+        for k in (
+            "t_h",
+            "rps",
+            "eps",
+            "backlog_events",
+            "collectors",
+            "collectors_ready",
+            "processors",
+            "processors_ready",
+            "lag_records",
+            "freshness_s",
+            "collector_util",
+            "processor_util",
+            "latency_p99_ms",
+            "rejected_rps",
+        )
+    }
     for i in range(-warm, n):
         now = i * TICK_S
         rps = rps_day[i % n]
@@ -66,8 +100,12 @@ def simulate(inputs: Inputs, cap: Capacities, sizing: dict, settings: Settings |
         observed.append((min(util_c, 1.0) * ready_c, served, busy_p))
         cpu_busy, rps_seen, cpu_busy_p = observed[0]
         want_c = max(
-            hpa_c.pods_metric(collectors.replicas, ready_c, cpu_busy * COLLECTOR_CPU,
-                              COLLECTOR_CPU * col["hpa_target_cpu_percent"] / 100),
+            hpa_c.pods_metric(
+                collectors.replicas,
+                ready_c,
+                cpu_busy * COLLECTOR_CPU,
+                COLLECTOR_CPU * col["hpa_target_cpu_percent"] / 100,
+            ),
             hpa_c.pods_metric(collectors.replicas, ready_c, rps_seen, col["hpa_target_rps_per_pod"]),
         )
         collectors.scale(now, hpa_c.decide(now, collectors.replicas, want_c))
@@ -77,8 +115,12 @@ def simulate(inputs: Inputs, cap: Capacities, sizing: dict, settings: Settings |
         # of P/(P-1), inside the HPA's 0.1 tolerance for P >= 11, so the last replica never comes.
         keda_value = lag_records
         want_p = max(
-            hpa_p.pods_metric(processors.replicas, ready_p, cpu_busy_p * PROCESSOR_CPU,
-                              PROCESSOR_CPU * proc["cpu_target_percent"] / 100),
+            hpa_p.pods_metric(
+                processors.replicas,
+                ready_p,
+                cpu_busy_p * PROCESSOR_CPU,
+                PROCESSOR_CPU * proc["cpu_target_percent"] / 100,
+            ),
             hpa_p.external_metric(processors.replicas, keda_value, proc["lag_threshold_records"]),
         )
         processors.scale(now, hpa_p.decide(now, processors.replicas, want_p))
@@ -125,15 +167,21 @@ def summarize(series: dict, partitions: int) -> dict:
     after_peak = lag[peak_i:]
     last_hour = 3600 // TICK_S
     return {
-        "collectors": {"min": min(series["collectors"]), "max": max(series["collectors"]),
-                       "scale_changes": len(_changes(series["collectors"])),
-                       "max_changes_per_hour": max_changes_per_hour(series["collectors"]),
-                       "reversals_within_10min": reversals(series["collectors"])},
-        "processors": {"min": min(series["processors"]), "max": max(series["processors"]),
-                       "partitions": partitions,
-                       "scale_changes": len(_changes(series["processors"])),
-                       "max_changes_per_hour": max_changes_per_hour(series["processors"]),
-                       "reversals_within_10min": reversals(series["processors"])},
+        "collectors": {
+            "min": min(series["collectors"]),
+            "max": max(series["collectors"]),
+            "scale_changes": len(_changes(series["collectors"])),
+            "max_changes_per_hour": max_changes_per_hour(series["collectors"]),
+            "reversals_within_10min": reversals(series["collectors"]),
+        },
+        "processors": {
+            "min": min(series["processors"]),
+            "max": max(series["processors"]),
+            "partitions": partitions,
+            "scale_changes": len(_changes(series["processors"])),
+            "max_changes_per_hour": max_changes_per_hour(series["processors"]),
+            "reversals_within_10min": reversals(series["processors"]),
+        },
         "max_collector_utilisation": round(max(series["collector_util"]), 3),
         "rejected_requests": round(sum(series["rejected_rps"]) * TICK_S),
         "max_latency_p99_ms_model": round(max(series["latency_p99_ms"]), 1),

@@ -5,9 +5,17 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from eventpipe.plan.assumptions import (BROKER_CPU, COLLECTOR_CPU, COMMIT_INTERVAL_S, DLQ_FRACTION, HA_PROCESSORS,
-                                        KAFKA_REPLICATION, NICE_PARTITIONS, PROCESSOR_CPU,
-                                        PROCESSOR_CPU_TARGET_PERCENT)
+from eventpipe.plan.assumptions import (
+    BROKER_CPU,
+    COLLECTOR_CPU,
+    COMMIT_INTERVAL_S,
+    DLQ_FRACTION,
+    HA_PROCESSORS,
+    KAFKA_REPLICATION,
+    NICE_PARTITIONS,
+    PROCESSOR_CPU,
+    PROCESSOR_CPU_TARGET_PERCENT,
+)
 from eventpipe.plan.capacities import Capacities
 from eventpipe.schemas.topics import DAY_MS, topic_specs
 from eventpipe.settings import Settings
@@ -96,23 +104,34 @@ def size(inputs: Inputs, cap: Capacities, settings: Settings | None = None) -> d
     shards = max(1, math.ceil(ch_per_replica / max_node))
     return {
         "collector": {
-            "pod_cpu": COLLECTOR_CPU, "pod_capacity_rps": collector_pod_rps,
+            "pod_cpu": COLLECTOR_CPU,
+            "pod_capacity_rps": collector_pod_rps,
             "hpa_target_cpu_percent": round(inputs.collector_target * 100),
             "hpa_target_rps_per_pod": round(collector_target_rps),
-            "replicas_at_peak": collector_peak, "min_replicas": collector_min, "max_replicas": collector_max,
+            "replicas_at_peak": collector_peak,
+            "min_replicas": collector_min,
+            "max_replicas": collector_max,
         },
         "processor": {
-            "pod_cpu": PROCESSOR_CPU, "pod_capacity_eps": processor_pod_eps,
-            "replicas_at_peak": processor_peak, "min_replicas": processor_min, "max_replicas": partitions,
+            "pod_cpu": PROCESSOR_CPU,
+            "pod_capacity_eps": processor_pod_eps,
+            "replicas_at_peak": processor_peak,
+            "min_replicas": processor_min,
+            "max_replicas": partitions,
             "cpu_target_percent": PROCESSOR_CPU_TARGET_PERCENT,
-            "lag_threshold_records": lag_threshold, "commit_age_s": commit_age_s,
+            "lag_threshold_records": lag_threshold,
+            "commit_age_s": commit_age_s,
             "normal_lag_records_max": round(normal_lag),
         },
         "kafka": {
-            "partitions": partitions, "partitions_needed": partitions_needed,
-            "topics_py_partitions": raw.partitions, "raw_retention_days": raw_days,
-            "replication": KAFKA_REPLICATION, "brokers": brokers,
-            "brokers_for_disk": brokers_for_disk, "brokers_for_write": brokers_for_write,
+            "partitions": partitions,
+            "partitions_needed": partitions_needed,
+            "topics_py_partitions": raw.partitions,
+            "raw_retention_days": raw_days,
+            "replication": KAFKA_REPLICATION,
+            "brokers": brokers,
+            "brokers_for_disk": brokers_for_disk,
+            "brokers_for_write": brokers_for_write,
             "write_mb_s_with_replication": round(write_mb_s, 1),
             "broker_write_mb_s": round(broker_write_mb_s, 1),
             "disk_total_tb": round(kafka_total / 1e12, 2),
@@ -120,7 +139,9 @@ def size(inputs: Inputs, cap: Capacities, settings: Settings | None = None) -> d
             "disk_per_broker_gib": math.ceil(kafka_total / brokers / 2**30),
         },
         "clickhouse": {
-            "retention_days": inputs.retention_days, "shards": shards, "replicas": 2,
+            "retention_days": inputs.retention_days,
+            "shards": shards,
+            "replicas": 2,
             "data_per_day_gb": round(day * cap.clickhouse_bytes_per_event / 1e9, 1),
             "disk_per_replica_set_tb": round(ch_per_replica / 1e12, 2),
             "disk_per_node_gib": math.ceil(ch_per_replica / shards / 2**30),
@@ -128,8 +149,9 @@ def size(inputs: Inputs, cap: Capacities, settings: Settings | None = None) -> d
     }
 
 
-def events_per_record(rps: float, events_per_request: float, collectors: int, partitions: int,
-                      window_ms: float) -> float:
+def events_per_record(
+    rps: float, events_per_request: float, collectors: int, partitions: int, window_ms: float
+) -> float:
     """A bundle holds the requests one collector accepted for one partition within one window."""
     bundles_per_s = max(1, collectors) * partitions * 1000.0 / window_ms
     return events_per_request * max(1.0, rps / bundles_per_s)

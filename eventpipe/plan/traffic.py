@@ -8,8 +8,9 @@ import random
 from eventpipe.plan.assumptions import TICK_S
 
 
-def daily_curve(peak: float, mean_ratio: float, peak_hour: float = 20.0, seed: int = 7,
-                step_s: int = TICK_S) -> list[float]:
+def daily_curve(
+    peak: float, mean_ratio: float, peak_hour: float = 20.0, seed: int = 7, step_s: int = TICK_S
+) -> list[float]:
     """A day of load (one value per step) peaking at ``peak`` with the given mean/peak ratio.
 
     Shape: ``a + (1-a) * ((1 + cos)/2) ** p``, the smallest power p whose floor a is >= 10 %
@@ -19,7 +20,7 @@ def daily_curve(peak: float, mean_ratio: float, peak_hour: float = 20.0, seed: i
         raise ValueError(f"events/day implies a mean/peak ratio of {mean_ratio:.2f}; it must be in (0, 1]")
     floor, power = 0.02, 8
     for p in range(1, 9):
-        mean_g = math.comb(2 * p, p) / 4 ** p
+        mean_g = math.comb(2 * p, p) / 4**p
         a = (mean_ratio - mean_g) / (1 - mean_g) if mean_g < 1 else 1.0
         if a >= 0.1 or (p == 8 and a > 0):
             floor, power = min(a, 1.0), p

@@ -115,8 +115,9 @@ def admit(pending: Pending, stats: Stats, config: Config, event: bytes, closed: 
     (the first event starts the flush_interval clock; a full batch goes at once)."""
     if len(event) > config.max_event_bytes:
         stats.dropped_oversize += 1
-        log.warning("eventpipe SDK: dropped an event of %d bytes (max_event_bytes=%d)",
-                    len(event), config.max_event_bytes)
+        log.warning(
+            "eventpipe SDK: dropped an event of %d bytes (max_event_bytes=%d)", len(event), config.max_event_bytes
+        )
         return False
     if closed:
         stats.dropped_shutdown += 1
@@ -124,8 +125,11 @@ def admit(pending: Pending, stats: Stats, config: Config, event: bytes, closed: 
     if not pending.offer(event, now):
         stats.dropped_queue_full += 1
         if stats.dropped_queue_full % 1000 == 1:
-            log.warning("eventpipe SDK: queue full (max_queue_size=%d); %d event(s) dropped so far",
-                        config.max_queue_size, stats.dropped_queue_full)
+            log.warning(
+                "eventpipe SDK: queue full (max_queue_size=%d); %d event(s) dropped so far",
+                config.max_queue_size,
+                stats.dropped_queue_full,
+            )
         return False
     stats.queued += 1
     return len(pending) == 1 or pending.full()

@@ -73,8 +73,9 @@ class Connection:
     def _post(self, body: bytes) -> Response:
         if self._conn is None:
             if self._https:
-                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
-                                                         context=ssl.create_default_context())
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self._timeout, context=ssl.create_default_context()
+                )
             else:
                 self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         self._conn.request("POST", self._path, body=body, headers=self._headers)

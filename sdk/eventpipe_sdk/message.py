@@ -40,8 +40,17 @@ def iso_utc(moment: dt.datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def build(kind: str, fields: dict, *, user_id=None, anonymous_id=None, context=None, timestamp=None,
-          integrations=None, message_id=None) -> dict:
+def build(
+    kind: str,
+    fields: dict,
+    *,
+    user_id=None,
+    anonymous_id=None,
+    context=None,
+    timestamp=None,
+    integrations=None,
+    message_id=None,
+) -> dict:
     """The Segment message for one call: common fields plus the call's own (``fields``, Nones left out)."""
     if user_id is None and anonymous_id is None:
         raise ValueError(f"{kind}: a user_id or an anonymous_id is required")

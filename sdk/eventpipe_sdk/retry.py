@@ -114,8 +114,7 @@ class Delivery:
 class DeliveryError(Exception):
     """A batch the SDK gave up on; passed to ``on_error``. Its events are counted as dropped in ``stats``."""
 
-    def __init__(self, events: int, reason: str, status: int | None = None, code: str | None = None,
-                 message: str = ""):
+    def __init__(self, events: int, reason: str, status: int | None = None, code: str | None = None, message: str = ""):
         detail = f"HTTP {status} {code or ''}".rstrip() + f": {message}" if status else message
         super().__init__(f"{events} event(s) dropped: {reason}" + (f" ({detail})" if detail else ""))
         self.events = events

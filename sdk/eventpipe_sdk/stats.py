@@ -24,8 +24,13 @@ class Stats:
 
     @property
     def dropped(self) -> int:
-        return (self.dropped_queue_full + self.dropped_oversize + self.dropped_rejected
-                + self.dropped_retries_exhausted + self.dropped_shutdown)
+        return (
+            self.dropped_queue_full
+            + self.dropped_oversize
+            + self.dropped_rejected
+            + self.dropped_retries_exhausted
+            + self.dropped_shutdown
+        )
 
     def settle(self, outcome: str, events: int) -> None:
         """Count a batch whose fate is known (``outcome`` as in `sdk.retry.Delivery`)."""
