@@ -28,6 +28,7 @@ from eventpipe import _explode
 from eventpipe.processors import user_agents
 from eventpipe.processors.rows_reference import (  # noqa: F401 - the batch contract is defined by the reference
     EVENTS_SCHEMA,
+    STRING_COLUMNS,
     REJECTED_SCHEMA,
     REVENUE,
     UTC_MS,
@@ -43,28 +44,7 @@ from eventpipe.schemas.bundle import decode_bundle
 
 # the engine's string columns, in the order it returns them
 _NATIVE_STRINGS = (
-    "project",
-    "type",
-    "event",
-    "message_id",
-    "anonymous_id",
-    "user_id",
-    "platform",
-    "app_name",
-    "app_version",
-    "app_build",
-    "os_name",
-    "os_version",
-    "device_manufacturer",
-    "device_model",
-    "library_name",
-    "library_version",
-    "locale",
-    "timezone",
-    "page_path",
-    "page_url",
-    "page_referrer",
-    "name",
+    *STRING_COLUMNS,
     "properties",
     "traits",
     "context",

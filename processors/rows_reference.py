@@ -41,7 +41,7 @@ UTC_MS = pa.timestamp("ms", tz="UTC")
 REVENUE = pa.decimal128(18, 4)
 MAX_REVENUE = 1e13  # beyond Decimal(18, 4): treated as absent rather than failing the batch
 
-_STRING_COLUMNS = [
+STRING_COLUMNS = [
     "project",
     "type",
     "event",
@@ -70,7 +70,7 @@ _NULLABLE = {"client_timestamp", "sent_at"}  # the client's own times: NULL when
 _JSON_COLUMNS = ["properties", "traits", "context", "ip", "user_agent"]
 
 EVENTS_SCHEMA = pa.schema(
-    [pa.field(n, pa.string(), nullable=False) for n in _STRING_COLUMNS]
+    [pa.field(n, pa.string(), nullable=False) for n in STRING_COLUMNS]
     + [pa.field(n, UTC_MS, nullable=n in _NULLABLE) for n in _TIME_COLUMNS]
     + [pa.field("revenue", REVENUE, nullable=False)]
     + [pa.field(n, pa.string(), nullable=False) for n in _JSON_COLUMNS]
