@@ -9,6 +9,7 @@ normal after the peak.
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import pytest
@@ -85,6 +86,19 @@ def test_capacities_come_from_benchmark_results_else_fallbacks(tmp_path):
     assert cap.processor_eps_per_core == 90000 and cap.clickhouse_bytes_per_event == 42.5
     assert cap.sources["kafka_bytes_per_event"].startswith("FALLBACK")
     assert cap.bare_server_rps_per_core == 33000  # reported, never used as capacity
+
+
+def test_a_scenarios_own_result_wins_over_newer_variants(tmp_path):
+    """After a clone every file is equally new: the plan must not size from whichever variant was written last."""
+    (tmp_path / "collector.json").write_text(json.dumps({"scenario": "collector", "requests_per_sec": 12000}))
+    (tmp_path / "collector-c64-window5.json").write_text(
+        json.dumps({"scenario": "collector", "requests_per_sec": 5000})
+    )
+    os.utime(tmp_path / "collector.json", (1_000_000, 1_000_000))  # the variant is newer
+    cap = capacities.load_capacities(tmp_path)
+    assert cap.collector_rps_per_core == 12000 and cap.sources["collector_rps_per_core"].endswith("/collector.json")
+    (tmp_path / "collector.json").unlink()  # without it, the variant is what was measured
+    assert capacities.load_capacities(tmp_path).collector_rps_per_core == 5000
 
 
 def test_daily_curve_peaks_at_the_peak_with_the_daily_volume():

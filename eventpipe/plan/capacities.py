@@ -52,9 +52,14 @@ def _scenario_value(doc, field: str):
 
 
 def load_capacities(results_dir: Path) -> Capacities:
-    """Measured numbers from the newest benchmark JSON that has them, else the fallbacks."""
+    """Measured numbers from the benchmark JSON that has them, else the fallbacks.
+
+    A scenario's own result (``collector.json``, ``processor.json``: a name without a ``-``) comes before its
+    variants (``collector-c64-window5.json``, ``processor-profile.json``, measured under other conditions),
+    then the newest first. File times alone do not say which is newest after a clone, which writes them all
+    at once, and a variant is not the figure to size from."""
     files = (
-        sorted(Path(results_dir).glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        sorted(Path(results_dir).glob("*.json"), key=lambda p: ("-" in p.stem, -p.stat().st_mtime))
         if Path(results_dir).is_dir()
         else []
     )
