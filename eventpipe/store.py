@@ -5,6 +5,14 @@ the default, a local directory) or to a ClickHouse server (``clickhouse_url``)
 with the same SQL. This module is the narrow seam: connect, migrate, insert
 an Arrow table, run a query. The server path is only unit-tested here: no
 ClickHouse server can be installed on the project's machines.
+
+Inserts are the one place the two backends differ, in transport only: to a server,
+clickhouse-connect sends the Arrow table as the body of ``INSERT … FORMAT Arrow``; on chDB
+it would write that body to a temporary file for ``INSERT … FROM INFILE``, so the store
+instead reads the table in memory with chDB's ``Python()`` table function
+(``INSERT … SELECT … FROM Python(table)``), through a chDB handle of its own:
+1.1 µs less CPU per ``events`` row (6.6 → 5.5 µs with every view, benchmarks/README.md).
+The same columns, the same settings, the same deduplication token either way.
 """
 
 from __future__ import annotations
@@ -14,8 +22,10 @@ import re
 import threading
 from dataclasses import dataclass
 
+import chdb
 import clickhouse_connect
 import pyarrow as pa
+from clickhouse_connect.driver.binding import quote_identifier
 
 from eventpipe.settings import Settings
 
@@ -79,6 +89,22 @@ def migrate(client) -> list[str]:
     return applied
 
 
+def _literal(value) -> str:
+    """A setting's value as ClickHouse SQL: numbers as they are, anything else a quoted string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def insert_statement(table: str, columns: list[str], source: str, settings: dict) -> str:
+    """``INSERT INTO table (columns) SELECT columns FROM source SETTINGS …``: chDB's in-memory insert."""
+    names = ", ".join(quote_identifier(c) for c in columns)
+    clause = ", ".join(f"{k} = {_literal(v)}" for k, v in settings.items())
+    return f"INSERT INTO {quote_identifier(table)} ({names}) SELECT {names} FROM {source}" + (
+        f" SETTINGS {clause}" if clause else ""
+    )
+
+
 class StoreUnavailable(RuntimeError):
     """A write the store refused; the processor retries it with backoff."""
 
@@ -101,6 +127,8 @@ class Store:
         self.failpoint = settings.store_failpoint
         self._lock = threading.Lock()
         self._reader = None
+        # inserts on chDB read the Arrow table in memory on a handle of their own (the module docstring)
+        self._embedded = None if settings.clickhouse_url else chdb.connect(str(settings.store_dir.resolve()))
 
     def migrate(self) -> list[str]:
         with self._lock:
@@ -128,7 +156,11 @@ class Store:
             settings |= {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
         with self._lock:
             self._check_failpoint()
-            self.client.insert_arrow(table, data, settings=settings)
+            if self._embedded is None:
+                self.client.insert_arrow(table, data, settings=settings)
+            else:
+                eventpipe_rows = data  # noqa: F841 - chDB's Python() finds the table by this local's name
+                self._embedded.query(insert_statement(table, data.column_names, "Python(eventpipe_rows)", settings))
             self._check_failpoint(after=True)
 
     def insert_rows(self, table: str, rows: list[list], columns: list[str]) -> None:
@@ -163,4 +195,7 @@ class Store:
         with self._lock:
             if self._reader is not None:
                 self._reader.close()
+            if self._embedded is not None:
+                self._embedded.close()
+                self._embedded = None
             self.client.close()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
 
 import eventpipe.store as store_mod
-from eventpipe.store import Store, migration_files
-from eventpipe.processors.rows import EVENTS_SCHEMA
+from eventpipe.store import Store, insert_statement, migration_files
+from eventpipe.processors.rows import EVENTS_SCHEMA, explode
 from tests.conftest import make_settings
+from tests.test_judging_properties import batch_and_rules
+
+_tokens = itertools.count()
 
 
 def _rows(n: int, offset: int = 0) -> pa.Table:
@@ -87,3 +93,45 @@ def test_refused_analyst_writes_leave_the_writer_writable(tmp_path):
     store.insert_arrow("events", _rows(5), token="after-refusals")
     assert store.query("SELECT count() FROM events", readonly=True).rows == [(5,)]
     store.close()
+
+
+# --- the in-memory insert on chDB against clickhouse-connect's own -------------------------------------------
+@pytest.fixture(scope="module")
+def twin_store(tmp_path_factory):
+    store = Store(make_settings(tmp_path_factory.mktemp("twin-store")))
+    store.migrate()
+    for table in ("events", "events_rejected"):
+        for twin in ("memory", "client"):
+            store.client.command(f"CREATE TABLE {table}_{twin} AS {table}")
+    yield store
+    store.close()
+
+
+def _all_rows(store, table: str, columns: list[str]) -> list[tuple]:
+    names = ", ".join(f"`{c}`" for c in columns)
+    return store.query(f"SELECT {names} FROM {table} ORDER BY ALL").rows
+
+
+@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@given(batch_and_rules())
+def test_the_in_memory_insert_stores_what_clickhouse_connect_stores(twin_store, case):
+    """Store.insert_arrow on chDB reads the Arrow table through ``Python()`` (``INSERT … SELECT``) instead of
+    clickhouse-connect's Arrow file: on hostile batches, every column of every row must come out the same
+    as clickhouse-connect's insert of the same table (the server path's format)."""
+    records, rules = case
+    out = explode(records, rules)
+    for table, data in (("events", out.events), ("events_rejected", out.rejected)):
+        for twin in ("memory", "client"):
+            twin_store.client.command(f"TRUNCATE TABLE {table}_{twin}")
+        twin_store.insert_arrow(f"{table}_memory", data, token=f"twin/{next(_tokens)}")
+        twin_store.client.insert_arrow(f"{table}_client", data)
+        assert _all_rows(twin_store, f"{table}_memory", data.column_names) == _all_rows(
+            twin_store, f"{table}_client", data.column_names
+        )
+        assert len(_all_rows(twin_store, f"{table}_memory", data.column_names)) == data.num_rows
+
+
+def test_settings_reach_the_in_memory_insert_as_literals():
+    assert insert_statement("events", ["a", "b`c"], "Python(t)", {"n": 0, "token": "p/0-1,it's"}) == (
+        "INSERT INTO `events` (`a`, `b\\`c`) SELECT `a`, `b\\`c` FROM Python(t) SETTINGS n = 0, token = 'p/0-1,it\\'s'"
+    )
