@@ -26,6 +26,7 @@ import chdb
 import clickhouse_connect
 import pyarrow as pa
 from clickhouse_connect.driver.binding import quote_identifier
+from clickhouse_connect.driver.external import ExternalData
 
 from eventpipe.settings import Settings
 
@@ -162,6 +163,22 @@ class Store:
                 eventpipe_rows = data  # noqa: F841 - chDB's Python() finds the table by this local's name
                 self._embedded.query(insert_statement(table, data.column_names, "Python(eventpipe_rows)", settings))
             self._check_failpoint(after=True)
+
+    def query_keys(self, sql: str, keys: bytes) -> QueryResult:
+        """Run ``sql``, in which ``{keys}`` names a table of one column ``key UInt64`` holding ``keys`` (packed
+        little-endian UInt64s): a micro-batch's 50-60k message keys go to ClickHouse as a table, not as a 1 MB
+        array literal for its SQL parser (the messageId lookup: 0.98 -> 0.54 µs CPU per event on chDB). chDB
+        reads the table in memory through ``Python()``; a server gets it as external data in RowBinary, whose
+        bytes are the keys as they are (that path is only unit-tested: no server runs on these machines)."""
+        with self._lock:
+            if self._embedded is None:
+                data = ExternalData(file_name="eventpipe_keys", data=keys, fmt="RowBinary", structure="key UInt64")
+                result = self.client.query(sql.replace("{keys}", "eventpipe_keys"), external_data=data)
+                return QueryResult(list(result.column_names), list(result.result_rows))
+            column = pa.Array.from_buffers(pa.uint64(), len(keys) // 8, [None, pa.py_buffer(keys)])
+            eventpipe_keys = pa.table({"key": column})  # noqa: F841 - chDB's Python() finds the table by this name
+            table = self._embedded.query(sql.replace("{keys}", "Python(eventpipe_keys)"), "ArrowTable")
+            return QueryResult(table.column_names, list(zip(*(c.to_pylist() for c in table.columns))))
 
     def insert_rows(self, table: str, rows: list[list], columns: list[str]) -> None:
         with self._lock:

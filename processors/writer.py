@@ -75,19 +75,6 @@ def message_key(project: str, message_id: str) -> int:  # the specification of r
     return int.from_bytes(digest[:8], "little")
 
 
-class _Verbatim:
-    """A query parameter clickhouse-connect binds as its ``str()``, unescaped (its fallback for unknown types):
-    only for text with nothing to escape, such as the digits, commas and brackets of a key list."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-
 def _values(array: pa.Array, fmt: str) -> memoryview:
     """The values of a fixed-width Arrow array without nulls, as a typed view of its buffer (no copy)."""
     width = array.type.bit_width // 8
@@ -170,23 +157,17 @@ class EventWriter:
         later offset. Looking only at *earlier* offsets keeps the result a pure function of the batch and
         what precedes it, so a replay of the batch produces the same rows and the same token holds.
         (Keys are 64-bit: two distinct ids of one partition collide with odds ~n²/2⁶⁵, negligible.)
-        Keys, the key list of the query and the keep-mask are computed natively (``eventpipe._explode``):
-        no Python object per event."""
+        Keys and the keep-mask are computed natively (``eventpipe._explode``), and the keys reach ClickHouse
+        as a table (``Store.query_keys``): no Python object per event."""
         keys = rows.message_keys(events)
         partitions = _values(events.column("kafka_partition").combine_chunks(), "H")
         first = dict(_explode.first_offsets(partitions, _values(events.column("kafka_offset").combine_chunks(), "Q")))
         since = pc.min(events.column("received_at").cast(pa.int64())).as_py() - self.rules.dedup_window_ms
-        # the key list's text is written by the native code and bound as the parameter's value, verbatim: a list
-        # of ints would be formatted by clickhouse-connect in Python key by key, a str escaped character by
-        # character (20 % of the processor's samples); inlined, it would pass max_query_size
-        stored = self.store.query(
-            "SELECT kafka_partition, key, kafka_offset FROM message_keys WHERE kafka_partition IN {ps:Array(UInt16)} "
-            "AND key IN {keys:Array(UInt64)} AND received_at >= fromUnixTimestamp64Milli({since:Int64})",
-            parameters={
-                "ps": sorted(first),
-                "keys": _Verbatim(_explode.keys_literal(memoryview(keys).cast("Q"))),
-                "since": since,
-            },
+        stored = self.store.query_keys(
+            "SELECT kafka_partition, key, kafka_offset FROM message_keys "
+            f"WHERE kafka_partition IN ({','.join(map(str, sorted(first)))}) "
+            f"AND key IN (SELECT key FROM {{keys}}) AND received_at >= fromUnixTimestamp64Milli({int(since)})",
+            keys,
         ).rows
         seen = [(p, k) for p, k, offset in stored if offset < first[p]]
         mask, dropped = _explode.keep_first(partitions, memoryview(keys).cast("Q"), seen)

@@ -135,3 +135,29 @@ def test_settings_reach_the_in_memory_insert_as_literals():
     assert insert_statement("events", ["a", "b`c"], "Python(t)", {"n": 0, "token": "p/0-1,it's"}) == (
         "INSERT INTO `events` (`a`, `b\\`c`) SELECT `a`, `b\\`c` FROM Python(t) SETTINGS n = 0, token = 'p/0-1,it\\'s'"
     )
+
+
+def test_query_keys_gives_the_keys_as_a_table_on_both_backends(twin_store, tmp_path, monkeypatch):
+    """chDB (real): the keys arrive as a table; the server (no server runs here): the same keys go as RowBinary
+    external data named in the SQL, checked up to clickhouse-connect's call."""
+    keys = [3, 2**64 - 1, 7]
+    packed = b"".join(k.to_bytes(8, "little") for k in keys)
+    result = twin_store.query_keys("SELECT key, key % 10 AS last FROM {keys} ORDER BY key", packed)
+    assert result.columns == ["key", "last"] and result.rows == [(3, 3), (7, 7), (2**64 - 1, 5)]
+
+    calls = []
+
+    class Client:
+        def query(self, sql, external_data=None):
+            calls.append((sql, external_data))
+            return type("R", (), {"column_names": ("key",), "result_rows": [(3,)]})()
+
+    monkeypatch.setattr(store_mod.clickhouse_connect, "get_client", lambda **kw: Client())
+    server = Store(make_settings(tmp_path / "server", clickhouse_url="clickhouse://ch.internal/a"))
+    assert server.query_keys("SELECT key FROM message_keys WHERE key IN (SELECT key FROM {keys})", packed).rows == [
+        (3,)
+    ]
+    ((sql, data),) = calls
+    assert sql == "SELECT key FROM message_keys WHERE key IN (SELECT key FROM eventpipe_keys)"
+    (file,) = data.files
+    assert (file.name, file.data, file.fmt, file.structure) == ("eventpipe_keys", packed, "RowBinary", "key UInt64")

@@ -981,24 +981,6 @@ fn message_keys<'py>(py: Python<'py>, n: usize, p_offsets: PyBuffer<u8>, p_start
     Ok(PyBytes::new(py, as_bytes(&keys)))
 }
 
-/// ``[k1,k2,…]``: the sorted distinct keys as a ClickHouse array literal (digits only).
-#[pyfunction]
-fn keys_literal(keys: PyBuffer<u64>) -> String {
-    let mut k: Vec<u64> = buffer_slice(&keys).to_vec();
-    k.sort_unstable();
-    k.dedup();
-    let mut out = String::with_capacity(k.len() * 21 + 2);
-    out.push('[');
-    for (i, v) in k.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&v.to_string());
-    }
-    out.push(']');
-    out
-}
-
 /// Which rows to keep: a row goes when its (partition, key) is in ``seen`` or came earlier in the batch.
 /// Returns (validity-style bitmap of the kept rows, rows dropped).
 #[pyfunction]
@@ -1040,7 +1022,6 @@ fn first_offsets(partitions: PyBuffer<u16>, offsets: PyBuffer<u64>) -> PyResult<
 fn _explode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(message_keys, m)?)?;
-    m.add_function(wrap_pyfunction!(keys_literal, m)?)?;
     m.add_function(wrap_pyfunction!(keep_first, m)?)?;
     m.add_function(wrap_pyfunction!(first_offsets, m)?)?;
     Ok(())
