@@ -72,6 +72,25 @@ class RssSampler:
         return self.series
 
 
+def processor_batches(web_port: int, since: dict | None = None) -> dict:
+    """The processor's micro-batches (count, rows and write seconds each) from its /metrics, since ``since``:
+    what its freshness is made of (a batch waits to fill, then takes its write time)."""
+    text = http_get(f"http://{HOST}:{web_port}/metrics")[1].decode()
+    now = {
+        "count": metric_value(text, "eventpipe_processor_batch_rows_count"),
+        "rows": metric_value(text, "eventpipe_processor_batch_rows_sum"),
+        "write_seconds": metric_value(text, "eventpipe_processor_insert_seconds_sum"),
+    }
+    if since is None:
+        return now
+    n = max(1.0, now["count"] - since["count"])
+    return {
+        "micro_batches": now["count"] - since["count"],
+        "rows_per_micro_batch": round((now["rows"] - since["rows"]) / n, 1),
+        "write_seconds_per_micro_batch": round((now["write_seconds"] - since["write_seconds"]) / n, 4),
+    }
+
+
 def scenario_e2e(args) -> dict:
     reqs = load.build_requests(HOST, args.pool, args.events, None, args.gzip, WRITE_KEYS, args.devices)
     broker = start_broker(None)
@@ -94,6 +113,7 @@ def scenario_e2e(args) -> dict:
             wait_ready(f"http://{HOST}:{cport}/readyz", collector, 60, clog)
             for rate in args.rates:
                 before = query(web, "SELECT count() FROM events")[0][0]
+                batches_before = processor_batches(web)
                 t_start_ms = int(time.time() * 1000) + 1500
                 pc, cc = CpuMeter(processor.pid, None), CpuMeter(collector.pid, None)
                 rss = RssSampler(processor.pid, collector.pid, web)
@@ -141,13 +161,15 @@ def scenario_e2e(args) -> dict:
                 r["freshness_series"] = series
                 r["collector_rss_peak_mb"] = group_rss_mb(collector.pid)
                 r["processor_rss_mb"] = group_rss_mb(processor.pid, "VmRSS")
+                r["processor_micro_batches"] = processor_batches(web, batches_before)
                 out.append(r)
                 f = r["freshness_ms"]
                 print(
                     f"bench e2e: offered {rate}/s: {r['ok_per_sec']:.0f} ok/s, http p99 {r['latency']['p99_ms']} "
                     f"ms; freshness p50 {f['p50']} ms p99 {f['p99']} ms max {f['max']} ms; "
                     f"{r['events_queryable']}/{r['events_accepted']} events queryable; cpu collector "
-                    f"{r['collector_cpu']:.0%} processor {r['processor_cpu']:.0%}",
+                    f"{r['collector_cpu']:.0%} processor {r['processor_cpu']:.0%}; processor micro-batches "
+                    f"{r['processor_micro_batches']}",
                     flush=True,
                 )
         finally:
