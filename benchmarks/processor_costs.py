@@ -75,7 +75,7 @@ def main() -> dict:
         token = writer.token(ranges)
         parts["ledger_row_s"], _ = cpu(writer._record, ranges, token)
         parts["explode_s"], exploded = cpu(native.explode, small, writer.rules)
-        parts["dedup_s"], ev = cpu(writer._drop_seen, exploded.events)
+        parts["dedup_s"], (ev, _) = cpu(writer._drop_seen, exploded.events)
         parts["insert_s"], _ = cpu(store.insert_arrow, "events", ev, token)
         t_all, _ = cpu(writer.write, [(p, o + 20_000_000, v) for p, o, v in small])
         parts["write_total_s"] = t_all

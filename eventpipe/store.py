@@ -180,6 +180,13 @@ class Store:
             table = self._embedded.query(sql.replace("{keys}", "Python(eventpipe_keys)"), "ArrowTable")
             return QueryResult(table.column_names, list(zip(*(c.to_pylist() for c in table.columns))))
 
+    def query_arrow(self, sql: str) -> pa.Table:
+        """Run one statement of the pipeline's own (not analysts'), its result as an Arrow table."""
+        with self._lock:
+            if self._embedded is None:
+                return self.client.query_arrow(sql)
+            return self._embedded.query(sql, "ArrowTable")
+
     def insert_rows(self, table: str, rows: list[list], columns: list[str]) -> None:
         with self._lock:
             self._check_failpoint()

@@ -44,6 +44,7 @@ from prometheus_client import Counter
 
 from eventpipe import _explode
 from eventpipe.processors import rows
+from eventpipe.processors.recent_keys import RecentKeys, typed_view
 from eventpipe.processors.rows import Exploded, Rules, explode
 
 log = logging.getLogger("eventpipe.processor")
@@ -51,6 +52,12 @@ log = logging.getLogger("eventpipe.processor")
 DUPLICATES = Counter(
     "eventpipe_processor_duplicates_dropped_total",
     "Events dropped because their (project, messageId) was already stored (client retries)",
+)
+PAIRS_INLINE = 5_000  # at most this many (partition, key) pairs go inline in a lookup (~25 chars each)
+KEYS_ASKED = Counter(
+    "eventpipe_processor_dedup_keys_asked_total",
+    "Message keys the dedup lookup sent to the store (the in-memory filters send only those they may hold)",
+    ["lookup"],
 )
 
 Record = tuple[int, int, bytes]  # (partition, offset, bundle bytes)
@@ -73,12 +80,6 @@ def message_key(project: str, message_id: str) -> int:  # the specification of r
     """The first 8 bytes of MD5(project \\0 messageId), little-endian: ``message_keys.key`` (migration 0006)."""
     digest = hashlib.md5(f"{project}\0{message_id}".encode(), usedforsecurity=False).digest()
     return int.from_bytes(digest[:8], "little")
-
-
-def _values(array: pa.Array, fmt: str) -> memoryview:
-    """The values of a fixed-width Arrow array without nulls, as a typed view of its buffer (no copy)."""
-    width = array.type.bit_width // 8
-    return memoryview(array.buffers()[1]).cast("B")[array.offset * width :][: len(array) * width].cast(fmt)
 
 
 def byte_chunks(records: list[Record], max_bytes: int) -> list[list[Record]]:
@@ -114,6 +115,8 @@ class EventWriter:
         self.recovered: dict[int, int] = {}
         # tokens of the ledger batches replayed since the last assignment (each needs it once)
         self.replayed: set[str] = set()
+        # the keys the store may hold, so the dedup lookup asks it only about those (processors/recent_keys.py)
+        self.recent = RecentKeys(self.rules.dedup_window_ms)
 
     def token(self, ranges: list[list[Record]]) -> str:
         return self.topic + "/" + ",".join(f"{r[0][0]}/{r[0][1]}-{r[-1][1]}" for r in ranges)
@@ -149,43 +152,81 @@ class EventWriter:
         )
 
     # --- writing ------------------------------------------------------------
-    def _drop_seen(self, events: pa.Table) -> pa.Table:
+    def _drop_seen(self, events: pa.Table) -> tuple[pa.Table, tuple]:
         """Drop events whose (project, messageId) came earlier in their partition: in this batch, or stored
-        from an earlier offset than the batch's first of that partition, within the dedup window.
+        from an earlier offset than the batch's first of that partition, within the dedup window. Returns the
+        events kept and the batch's (partition, key, received_at) columns, to remember once they are stored.
 
         A client that retries after a lost 200 sends the same body again: same key, same partition, a
         later offset. Looking only at *earlier* offsets keeps the result a pure function of the batch and
         what precedes it, so a replay of the batch produces the same rows and the same token holds.
         (Keys are 64-bit: two distinct ids of one partition collide with odds ~n²/2⁶⁵, negligible.)
-        Keys and the keep-mask are computed natively (``eventpipe._explode``), and the keys reach ClickHouse
-        as a table (``Store.query_keys``): no Python object per event."""
+        Keys, the keep-mask and the query's pair list are computed natively (``eventpipe._explode``): no
+        Python object per event. When the in-memory filters cover the batch's partitions and window
+        (``RecentKeys``), the store is asked only about the pairs they may hold, else about every key (as a
+        table, ``Store.query_keys``)."""
         keys = rows.message_keys(events)
-        partitions = _values(events.column("kafka_partition").combine_chunks(), "H")
-        first = dict(_explode.first_offsets(partitions, _values(events.column("kafka_offset").combine_chunks(), "Q")))
-        since = pc.min(events.column("received_at").cast(pa.int64())).as_py() - self.rules.dedup_window_ms
-        stored = self.store.query_keys(
-            "SELECT kafka_partition, key, kafka_offset FROM message_keys "
-            f"WHERE kafka_partition IN ({','.join(map(str, sorted(first)))}) "
-            f"AND key IN (SELECT key FROM {{keys}}) AND received_at >= fromUnixTimestamp64Milli({int(since)})",
-            keys,
-        ).rows
+        key_column = pa.Array.from_buffers(pa.uint64(), events.num_rows, [None, pa.py_buffer(keys)])
+        partition_column = events.column("kafka_partition").combine_chunks()
+        received = events.column("received_at").combine_chunks().cast(pa.int64())
+        partitions, key_values = typed_view(partition_column, "H"), typed_view(key_column, "Q")
+        first = dict(
+            _explode.first_offsets(partitions, typed_view(events.column("kafka_offset").combine_chunks(), "Q"))
+        )
+        since = pc.min(received).as_py() - self.rules.dedup_window_ms
+        where = f"received_at >= fromUnixTimestamp64Milli({int(since)})"
+        flagged = self.recent.maybe_stored(partitions, key_values) if self.recent.covers(first, since) else None
+        asked = flagged.count(1) if flagged is not None else events.num_rows
+        if flagged is not None and asked <= PAIRS_INLINE:
+            # the few pairs the filters may hold (retries, ~0.1 % false positives), inline as a tuple list: the
+            # primary key (kafka_partition, key) finds each one's granule, so the query reads ~one per pair
+            KEYS_ASKED.labels("filtered").inc(asked)
+            literal = _explode.pairs_literal(partitions, key_values, flagged) if asked else ""
+            stored = (
+                self.store.query(
+                    f"SELECT kafka_partition, key, kafka_offset FROM message_keys WHERE {where} "
+                    f"AND (kafka_partition, key) IN ({literal})"
+                ).rows
+                if asked
+                else []
+            )
+        else:
+            # every key, as a table (a literal of 50-60k keys passes max_query_size); it reads every granule
+            KEYS_ASKED.labels("full").inc(asked)
+            stored = self.store.query_keys(
+                "SELECT kafka_partition, key, kafka_offset FROM message_keys "
+                f"WHERE kafka_partition IN ({','.join(map(str, sorted(first)))}) "
+                f"AND key IN (SELECT key FROM {{keys}}) AND {where}",
+                keys,
+            ).rows
         seen = [(p, k) for p, k, offset in stored if offset < first[p]]
-        mask, dropped = _explode.keep_first(partitions, memoryview(keys).cast("Q"), seen)
+        mask, dropped = _explode.keep_first(partitions, key_values, seen)
+        pairs = (partition_column, key_column, received)
         if not dropped:
-            return events
+            return events, pairs
         DUPLICATES.inc(dropped)
-        return events.filter(pa.Array.from_buffers(pa.bool_(), events.num_rows, [None, pa.py_buffer(mask)]))
+        return events.filter(pa.Array.from_buffers(pa.bool_(), events.num_rows, [None, pa.py_buffer(mask)])), pairs
 
     def _insert(self, records: list[Record], token: str) -> tuple[int, pa.Table]:
         """One batch (records in partition, offset order) as one insert per table, each with the batch's token."""
         exploded = explode(records, self.rules)
         if self.suppress is not None:
             exploded = self.suppress(exploded)
-        events = self._drop_seen(exploded.events) if exploded.events.num_rows else exploded.events
+        events, pairs = self._drop_seen(exploded.events) if exploded.events.num_rows else (exploded.events, None)
         self.store.insert_arrow("events", events, token=token)
+        if pairs is not None:  # every key of the batch is stored now: kept rows, and the repeats of stored ones
+            self.recent.add(*pairs)
         if exploded.rejected.num_rows:
             self.store.insert_arrow("events_rejected", exploded.rejected, token=token)
         return events.num_rows, exploded.rejected
+
+    def stored_keys(self, partitions: list[int], since_ms: int) -> pa.Table:
+        """``partitions``' stored message keys received at or after ``since_ms`` (``RecentKeys.warm``'s load)."""
+        return self.store.query_arrow(
+            "SELECT kafka_partition, key, toUnixTimestamp64Milli(received_at) AS received_ms FROM message_keys "
+            f"WHERE kafka_partition IN ({','.join(map(str, partitions))}) "
+            f"AND received_at >= fromUnixTimestamp64Milli({int(since_ms)})"
+        )
 
     def write(self, records: list[Record]) -> tuple[int, list[pa.Table]]:
         """Insert a micro-batch (any partitions, already recovered). Blocking.
@@ -220,6 +261,9 @@ class EventWriter:
         the first attempt may have died before sending them. The DLQ is at-least-once; each of its
         records names its source (topic, partition, offset, indexes) so readers can drop repeats."""
         started = time.perf_counter()
+        # before any replay: from here on the dedup lookup of these partitions asks the store only about keys
+        # the filters may hold, and a replayed batch is judged against the same stored keys as the first time
+        warmed = await run_blocking(self.recent.warm, list(starts), self.stored_keys)
         batches = await run_blocking(self.recorded_batches, starts)
         looked_up = time.perf_counter()
         todo = [(token, ranges) for token, ranges in batches if token not in self.replayed]
@@ -246,13 +290,15 @@ class EventWriter:
             done = time.perf_counter()
             log.info(
                 "partitions %s: replayed %d ledger batch(es) (%d more already replayed) up to offsets %s "
-                "(%d rows, duplicates dropped by token) in %.2fs: ledger %.2fs, Kafka %.2fs, inserts %.2fs",
+                "(%d rows, duplicates dropped by token) in %.2fs: %d recent keys and ledger %.2fs, Kafka %.2fs, "
+                "inserts %.2fs",
                 ",".join(map(str, sorted(starts))),
                 len(todo),
                 len(batches) - len(todo),
                 ",".join(f"{p}:{o}" for p, o in sorted(last_seen.items())),
                 replayed,
                 done - started,
+                warmed,
                 looked_up - started,
                 read - looked_up,
                 done - read,

@@ -19,6 +19,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use std::borrow::Cow;
 
 mod json;
+mod key_filter;
 use json::{Obj, J};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -1024,5 +1025,7 @@ fn _explode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(message_keys, m)?)?;
     m.add_function(wrap_pyfunction!(keep_first, m)?)?;
     m.add_function(wrap_pyfunction!(first_offsets, m)?)?;
+    m.add_class::<key_filter::KeyFilter>()?;
+    m.add_function(wrap_pyfunction!(key_filter::pairs_literal, m)?)?;
     Ok(())
 }
