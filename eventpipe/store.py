@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 import threading
+import weakref
 from dataclasses import dataclass
 
 import chdb
@@ -130,6 +131,9 @@ class Store:
         self._reader = None
         # inserts on chDB read the Arrow table in memory on a handle of their own (the module docstring)
         self._embedded = None if settings.clickhouse_url else chdb.connect(str(settings.store_dir.resolve()))
+        # closed at the latest when the interpreter exits, before chDB's own teardown: a handle left to the
+        # garbage collector then crashed the processor (SIGSEGV) on SIGTERM; clickhouse-connect does the same
+        self._close_embedded = weakref.finalize(self, self._embedded.close) if self._embedded is not None else None
 
     def migrate(self) -> list[str]:
         with self._lock:
@@ -219,7 +223,7 @@ class Store:
         with self._lock:
             if self._reader is not None:
                 self._reader.close()
-            if self._embedded is not None:
-                self._embedded.close()
+            if self._close_embedded is not None:
+                self._close_embedded()  # once: a finalizer runs at most one time
                 self._embedded = None
             self.client.close()
