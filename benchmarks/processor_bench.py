@@ -119,10 +119,19 @@ def query(port: int, sql: str) -> list:
     return doc["rows"]
 
 
-def settle_merges(running, timeout: float = 60.0) -> float:
-    """Wait until ``running()`` (the store's merges in progress) is 0; the seconds waited."""
+def settle_merges(running, timeout: float = 60.0, quiet: float = 2.0) -> float:
+    """Wait until ``running()`` (the store's merges in progress) has been 0 for ``quiet`` seconds on end: a
+    single 0 can fall between one merge and the next, which the store selects a moment later. The seconds
+    waited."""
     started = time.monotonic()
-    while running() and time.monotonic() - started < timeout:
+    quiet_since = None
+    while time.monotonic() - started < timeout:
+        if running():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet:
+            break
         time.sleep(0.2)
     return round(time.monotonic() - started, 2)
 
