@@ -95,8 +95,10 @@ def ceiling(path: str, batch_rows: int) -> dict:
     Also the reference explode on the first 20,000 events, for the before/after of the same run."""
     import msgspec
 
+    from processor_bench import settle_merges
+
     from eventpipe.processors import rows, rows_reference
-    from eventpipe.processors.writer import EventWriter
+    from eventpipe.processors.rows import Rules
 
     values = msgspec.msgpack.decode(Path(path).read_bytes())
     records = [(i % 12, i, v) for i, v in enumerate(values)]
@@ -105,7 +107,7 @@ def ceiling(path: str, batch_rows: int) -> dict:
     chunks = [records[i : i + step] for i in range(0, len(records), step)]
     t = {"explode": 0.0, "insert": 0.0}
     built = []
-    rules = EventWriter(None, "events.raw").rules  # the processor's default rules
+    rules = Rules(topic="events.raw")  # the processor's defaults
     for chunk in chunks:
         dt, exploded = cpu(rows.explode, chunk, rules)
         t["explode"] += dt
@@ -114,8 +116,6 @@ def ceiling(path: str, batch_rows: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="eventpipe-ceiling-") as tmp:
         store = Store(Settings.from_env({}, data_dir=Path(tmp)))
         store.migrate()
-        from processor_bench import settle_merges
-
         t0 = time.process_time()
         for n, table in enumerate(built):
             store.insert_arrow("events", table, f"ceiling/{n}")

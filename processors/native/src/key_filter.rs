@@ -7,6 +7,8 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use crate::buffer_slice as slice;
+
 const BITS_PER_PAIR: u64 = 16;
 const PROBES: usize = 7; // 9 bits each (a position in the block) from one 64-bit hash
 const BLOCK_WORDS: usize = 8; // 512 bits
@@ -17,10 +19,6 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-fn slice<'a, T: pyo3::buffer::Element>(b: &'a PyBuffer<T>) -> &'a [T] {
-    unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const T, b.item_count()) }
 }
 
 fn same_length(partitions: &[u16], keys: &[u64]) -> PyResult<()> {

@@ -951,7 +951,7 @@ impl Engine {
 
 // ---------------------------------------------------------------------------------------------
 // the writer's messageId lookup
-fn buffer_slice<'a, T: pyo3::buffer::Element>(b: &'a PyBuffer<T>) -> &'a [T] {
+pub(crate) fn buffer_slice<'a, T: pyo3::buffer::Element>(b: &'a PyBuffer<T>) -> &'a [T] {
     unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const T, b.item_count()) }
 }
 
