@@ -18,6 +18,7 @@ from pathlib import Path
 
 import load
 from harness import (
+    baseline_pythonpath,
     BIN,
     CpuMeter,
     HERE,
@@ -99,7 +100,7 @@ def start_server(name: str, port: int, log, broker=None, extra_env: dict | None 
         **(extra_env or {}),
     }
     if name == "collector-baseline":
-        cwd = Path(os.environ[BASELINE_ENV]).resolve()
+        cwd = Path(baseline_pythonpath(Path(os.environ[BASELINE_ENV])))
         env["PYTHONPATH"] = str(cwd)
     elif name.startswith("collector"):  # this checkout's ingest/, whatever package is installed
         env["PYTHONPATH"] = os.pathsep.join(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import load
 from harness import (
+    baseline_pythonpath,
     CpuMeter,
     HOST,
     KEY_ENV,
@@ -253,7 +254,7 @@ def scenario_stack(args) -> dict:
                         "EVENTPIPE_COLLECTOR_HOST": HOST,
                     }
                     if name == "collector-baseline":
-                        cwd = Path(os.environ[BASELINE_ENV]).resolve()
+                        cwd = Path(baseline_pythonpath(Path(os.environ[BASELINE_ENV])))
                         env["PYTHONPATH"] = str(cwd)
                     else:
                         env["PYTHONPATH"] = str(ROOT)

@@ -185,6 +185,40 @@ def profile_summary(raw: Path, top: int = 20) -> dict:
     }
 
 
+def baseline_pythonpath(checkout: Path) -> str:
+    """A directory which, as PYTHONPATH and as the working directory, makes ``import eventpipe.ingest`` (and
+    .processors, .schemas) ``checkout``'s code.
+
+    The checkout's own directory is not enough: its ``eventpipe/`` holds no ``ingest/``, so the editable
+    install's finder supplied this tree's ingest/ instead, and a "baseline" ran the new collector. This
+    lays the checkout's packages out as installed (``eventpipe/`` plus links to each subpackage, from its
+    pyproject's package-dir) and checks that they are the ones imported. It must be the working directory
+    too: ``python -m`` puts that first on sys.path, ahead of PYTHONPATH. The compiled ``eventpipe._explode``
+    comes from the checkout when it has been built there, else from this tree."""
+    import tomllib
+
+    checkout = checkout.resolve()
+    dirs = tomllib.loads((checkout / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    layout = Path(tempfile.mkdtemp(prefix="eventpipe-baseline-")) / "eventpipe"
+    layout.mkdir()
+    for entry in (checkout / dirs["eventpipe"]).iterdir():
+        (layout / entry.name).symlink_to(entry)
+    for package, folder in dirs.items():
+        if package != "eventpipe":
+            (layout / package.split(".", 1)[1]).symlink_to(checkout / folder)
+    path = str(layout.parent)
+    probe = "import eventpipe.ingest.app as a, eventpipe.processors as p; print(a.__file__); print(p.__file__)"
+    found = subprocess.run(
+        [sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": path}, cwd=path, capture_output=True, text=True
+    )
+    files = found.stdout.split()
+    if found.returncode != 0 or not files or not all(f.startswith(path) for f in files):
+        raise SystemExit(
+            f"--baseline {checkout}: its packages are not the ones imported ({found.stdout}{found.stderr})"
+        )
+    return path
+
+
 def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
