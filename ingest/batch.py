@@ -7,29 +7,27 @@ the client sees a 4xx it can act on. What an event requires comes from
 (field types, timestamps, per-event schemas) belong to processors.
 
 A ``/v1/batch`` body is stored as sent: it is parsed once to judge it and not
-re-encoded. That parse is one pass that decodes *and* validates (`fast_batch`):
-msgspec decodes only the fields the contract requires into typed structs (the
-rest of each event is skipped, never built into Python objects) and yyjson
-checks the whole body the way orjson, which the processors parse with, would.
-Anything that pass cannot settle (an error to word, a body that might hide an
-oversized or too deeply nested event) goes the long way, ``decode`` then
-``judge_batch``, so every rejection keeps its code and message. A single-event body (``/v1/track`` …) is re-encoded into the same
-batch shape, ``{"batch": [event], "sentAt": …}``, with ``type`` taken from the
-path, so the Kafka record format stays one shape for the processors.
+re-encoded. That parse is one pass that decodes *and* validates (`fast_batch`), in
+the processors' Rust engine (``eventpipe._explode.judge_batch``): their JSON reader,
+which reads what orjson reads, and their contract check, building only the
+document, its events and their fields (properties, traits and context are
+checked as JSON, never built), each event's size bounded from its text. Anything
+that pass cannot settle (an error to word, an event that may re-encode past the
+limit, a batch context to bound) goes the long way, ``decode`` then
+``judge_batch``, so every rejection keeps its code and message.
+
+A single-event body (``/v1/track`` …) is re-encoded into the same batch shape,
+``{"batch": [event], "sentAt": …}``, with ``type`` taken from the path, so the
+Kafka record format stays one shape for the processors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import msgspec
 import orjson
 
-try:  # orjson parses with yyjson: its Document checks a body exactly as orjson.loads would, without objects
-    from yyjson import Document as _json_check
-except ImportError:  # pragma: no cover - the same check, slower
-    _json_check = orjson.loads
-
+from eventpipe._explode import judge_batch as _judge
 from eventpipe.ingest.body import decompress  # noqa: F401 - part of this module's interface
 from eventpipe.ingest.errors import Rejected
 from eventpipe.ingest.keys import write_key_from_basic  # noqa: F401 - part of this module's interface
@@ -84,88 +82,18 @@ def write_key_in(doc: dict) -> str | None:
     return key if type(key) is str and key else None
 
 
-_Id = str | int | float | None
-
-
-class _Event(msgspec.Struct):
-    """The fields of an event that the contract (``eventpipe.schemas.contract.required_problem``) reads; others are skipped.
-
-    A field of another JSON type than these fails the decode, and the body goes the long way."""
-
-    type: str
-    userId: _Id = None
-    anonymousId: _Id = None
-    event: str | None = None
-    previousId: _Id = None
-    groupId: _Id = None
-    writeKey: str | None = None
-
-
-class _Batch(msgspec.Struct):
-    batch: list[_Event]
-    writeKey: str | None = None
-    context: msgspec.Raw | None = None  # a batch context is bounded by the long way (contract.envelope_problem)
-
-
-_decode_batch = msgspec.json.Decoder(_Batch).decode
-_ERRORS = (msgspec.DecodeError, ValueError)  # yyjson raises ValueError
-
-
-def _present(value) -> bool:
-    """eventpipe.schemas.contract.is_id for what _Event can hold (never a boolean; floats from JSON are finite)."""
-    return value is not None and value != ""
-
-
 def fast_batch(
     body: bytes, max_event_bytes: int = MAX_EVENT_BYTES, max_events: int = MAX_BATCH_EVENTS
 ) -> ParsedBatch | None:
-    """A /v1/batch body judged in one typed decode; None when it needs the long way (``decode`` + ``judge_batch``).
+    """A /v1/batch body judged in one pass; None when it needs the long way (``decode`` + ``judge_batch``).
 
     Accepts exactly what the long way accepts and returns the same ParsedBatch; it never rejects, so every
     4xx keeps its code and message. The caller has checked ``len(body)`` against the batch limit."""
-    # Per-event sizes and nesting need the events as objects: only for bodies that could hide an offender.
-    if len(body) > max_event_bytes or body.count(b"{") + body.count(b"[") >= _DEEP_BRACKETS:
+    head = _judge(body, max_events, max_event_bytes)
+    if head is None:
         return None
-    try:
-        doc = _decode_batch(body)
-        _json_check(body)  # what msgspec skips unread (UTF-8, numbers beyond a double) must still be JSON
-    except _ERRORS:
-        return None
-    batch = doc.batch
-    if not batch or len(batch) > max_events or doc.context is not None:
-        return None
-    for (
-        event
-    ) in batch:  # eventpipe.schemas.contract.required_problem for what _Event can hold (no booleans, finite floats)
-        kind = event.type
-        if kind not in EVENT_TYPES:
-            return None
-        user = event.userId
-        if user is None or user == "":
-            anon = event.anonymousId
-            if anon is None or anon == "":
-                return None
-        if kind == "track":
-            if not event.event:
-                return None
-        elif kind == "alias":
-            if not _present(event.previousId):
-                return None
-        elif kind == "group" and not _present(event.groupId):
-            return None
-    first = batch[0]
-    by = first.anonymousId or first.userId
-    if type(by) is int and not -(2**63) <= by < 2**64:  # orjson reads such an integer as a float: its text differs
-        return None
-    key = doc.writeKey
-    if key is None:
-        key = first.writeKey
-    return ParsedBatch(
-        body=body,
-        events=len(batch),
-        partition_key=partition_key(first.anonymousId, first.userId),
-        write_key=key or None,
-    )
+    events, first_id, key = head  # first_id: the first event's anonymousId or userId
+    return ParsedBatch(body=body, events=events, partition_key=partition_key(first_id, None), write_key=key)
 
 
 def decode(body: bytes, limit: int, single: bool = False) -> dict:

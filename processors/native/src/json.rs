@@ -13,6 +13,19 @@ use std::borrow::Cow;
 
 pub const MAX_DEPTH: usize = 128;
 
+/// The bytes that end a string's plain run: the quote, the backslash and the control characters.
+static STOPS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 #[derive(Debug, Clone)]
 pub enum J<'a> {
     Null,
@@ -50,18 +63,40 @@ struct Reader<'a> {
     b: &'a [u8],
     s: &'a str,
     i: usize,
+    keep: usize, // objects and arrays at this depth or deeper are checked but not built
+    growth: usize, // bytes orjson's re-encoding may add to what has been read (numbers it writes longer)
+    sized_depth: usize, // the items of arrays whose items are at this depth are sized into `sizes`
+    sizes: Vec<usize>,
 }
 
+/// The longest number orjson writes (``-2.2250738585072014e-308``).
+const LONGEST_NUMBER: usize = 24;
+
 pub fn parse(body: &[u8]) -> Option<J<'_>> {
+    Some(read(body, usize::MAX, usize::MAX)?.0)
+}
+
+/// Like `parse`, but an object or array nested ``keep`` levels deep (the document is level 0) is
+/// read, and refused exactly as `parse` would refuse it, without being built: it stands in the tree
+/// as an empty one of its kind. For callers that look at the top levels only (the collector).
+///
+/// Also returns, for each item of an array at level ``sized - 1`` in the order read, a bound on its
+/// size as orjson.dumps re-encodes it: its text, less nothing (whitespace, escapes and repeated keys
+/// only shrink), plus what a number not written as orjson writes it may add.
+pub fn parse_sized(body: &[u8], keep: usize, sized: usize) -> Option<(J<'_>, Vec<usize>)> {
+    read(body, keep, sized)
+}
+
+fn read(body: &[u8], keep: usize, sized_depth: usize) -> Option<(J<'_>, Vec<usize>)> {
     let s = std::str::from_utf8(body).ok()?;
-    let mut r = Reader { b: body, s, i: 0 };
+    let mut r = Reader { b: body, s, i: 0, keep, growth: 0, sized_depth, sizes: Vec::new() };
     r.ws();
     let v = r.value(0)?;
     r.ws();
     if r.i != r.b.len() {
         return None;
     }
-    Some(v)
+    Some((v, r.sizes))
 }
 
 impl<'a> Reader<'a> {
@@ -86,8 +121,10 @@ impl<'a> Reader<'a> {
 
     fn value(&mut self, depth: usize) -> Option<J<'a>> {
         match *self.b.get(self.i)? {
+            b'{' if depth >= self.keep => self.skip(depth).map(|()| J::Obj(Vec::new())),
+            b'[' if depth >= self.keep => self.skip(depth).map(|()| J::Arr(Vec::new())),
             b'{' => {
-                let mut pairs: Vec<(Cow<'a, str>, J<'a>)> = Vec::new();
+                let mut pairs: Vec<(Cow<'a, str>, J<'a>)> = Vec::with_capacity(8);
                 if self.opened_empty(depth, b'}')? {
                     return Some(J::Obj(pairs));
                 }
@@ -124,7 +161,11 @@ impl<'a> Reader<'a> {
                 }
                 loop {
                     self.ws();
+                    let (start, grown) = (self.i, self.growth);
                     items.push(self.value(depth + 1)?);
+                    if depth + 1 == self.sized_depth {
+                        self.sizes.push(self.i - start + self.growth - grown);
+                    }
                     if self.closed_after_item(b']')? {
                         return Some(J::Arr(items));
                     }
@@ -136,6 +177,39 @@ impl<'a> Reader<'a> {
             b'n' => self.lit(b"null", J::Null),
             b'-' | b'0'..=b'9' => self.number(),
             _ => None,
+        }
+    }
+
+    /// A value read and refused exactly as `value` would, without building it (below ``keep``).
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match *self.b.get(self.i)? {
+            open @ (b'{' | b'[') => {
+                let close = open + 2; // '}' and ']'
+                if self.opened_empty(depth, close)? {
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    if open == b'{' {
+                        if self.b.get(self.i) != Some(&b'"') {
+                            return None;
+                        }
+                        self.skip_string()?;
+                        self.ws();
+                        if self.b.get(self.i) != Some(&b':') {
+                            return None;
+                        }
+                        self.i += 1;
+                        self.ws();
+                    }
+                    self.skip(depth + 1)?;
+                    if self.closed_after_item(close)? {
+                        return Some(());
+                    }
+                }
+            }
+            b'"' => self.skip_string().map(drop),
+            _ => self.value(depth).map(drop), // a number or a literal: nothing to build
         }
     }
 
@@ -189,6 +263,7 @@ impl<'a> Reader<'a> {
         if !f.is_finite() {
             return None; // orjson: "number is infinity when parsed as double"
         }
+        self.growth += LONGEST_NUMBER.saturating_sub(text.len()); // 1e5 is written 100000.0
         Some(J::Float(f))
     }
 
@@ -227,11 +302,17 @@ impl<'a> Reader<'a> {
         self.i - start
     }
 
-    /// The end of the run of plain string bytes from ``self.i``: up to the next quote or backslash
-    /// (memchr); None for a raw control character in it, which JSON forbids.
+    /// The end of the run of plain string bytes from ``self.i``: up to the next quote or backslash;
+    /// None for a raw control character in it, which JSON forbids. Most strings in events are short
+    /// (keys, ids, names): a byte at a time with a table, one pass; past 64 bytes, memchr.
     fn plain_run(&self) -> Option<usize> {
-        let end = self.i + memchr::memchr2(b'"', b'\\', &self.b[self.i..])?;
-        if self.b[self.i..end].iter().any(|&c| c < 0x20) {
+        let b = self.b;
+        let short_end = (self.i + 64).min(b.len());
+        if let Some(n) = b[self.i..short_end].iter().position(|&c| STOPS[c as usize]) {
+            return if b[self.i + n] < 0x20 { None } else { Some(self.i + n) };
+        }
+        let end = short_end + memchr::memchr2(b'"', b'\\', &b[short_end..])?;
+        if b[short_end..end].iter().any(|&c| c < 0x20) {
             return None;
         }
         Some(end)
@@ -247,68 +328,81 @@ impl<'a> Reader<'a> {
         Some(v)
     }
 
-    fn string(&mut self) -> Option<Cow<'a, str>> {
-        self.i += 1; // the opening quote
-        let start = self.i;
-        let b = self.b;
-        let end = self.plain_run()?;
-        self.i = end;
-        if b[end] == b'"' {
-            self.i += 1;
-            return Some(Cow::Borrowed(&self.s[start..end]));
-        }
-        let mut out = String::from(&self.s[start..self.i]);
+    /// Past a string, from its opening quote, checked: whether it holds escapes.
+    fn skip_string(&mut self) -> Option<bool> {
+        self.i += 1;
+        let mut escaped = false;
         loop {
-            let c = *b.get(self.i)?;
-            match c {
-                b'"' => {
-                    self.i += 1;
-                    return Some(Cow::Owned(out));
-                }
-                b'\\' => {
-                    self.i += 1;
-                    let e = *b.get(self.i)?;
-                    self.i += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let code = if (0xD800..0xDC00).contains(&hi) {
-                                if b.get(self.i..self.i + 2)? != b"\\u" {
-                                    return None;
-                                }
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return None;
-                                }
-                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else if (0xDC00..0xE000).contains(&hi) {
-                                return None;
-                            } else {
-                                hi
-                            };
-                            out.push(char::from_u32(code)?);
-                        }
-                        _ => return None,
-                    }
-                }
-                0..=0x1f => return None,
-                _ => {
-                    // copy the run up to the next quote or backslash (valid UTF-8: the body was checked)
-                    let (run, end) = (self.i, self.plain_run()?);
-                    self.i = end;
-                    out.push_str(&self.s[run..end]);
-                }
+            self.i = self.plain_run()?;
+            if self.b[self.i] == b'"' {
+                self.i += 1;
+                return Some(escaped);
             }
+            escaped = true;
+            self.escape(None)?;
         }
+    }
+
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.i + 1;
+        if !self.skip_string()? {
+            return Some(Cow::Borrowed(&self.s[start..self.i - 1]));
+        }
+        // escapes (rare): decode the string, which the pass above has checked
+        let end = self.i;
+        let mut out = String::with_capacity(end - start);
+        self.i = start;
+        loop {
+            let run = self.i;
+            self.i = self.plain_run()?;
+            out.push_str(&self.s[run..self.i]);
+            if self.b[self.i] == b'"' {
+                self.i = end;
+                return Some(Cow::Owned(out));
+            }
+            self.escape(Some(&mut out))?;
+        }
+    }
+
+    /// One escape, from its backslash: checked, and its character pushed to ``out``.
+    fn escape(&mut self, out: Option<&mut String>) -> Option<()> {
+        let b = self.b;
+        let e = *b.get(self.i + 1)?;
+        self.i += 2;
+        let c = match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = self.hex4()?;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    if b.get(self.i..self.i + 2)? != b"\\u" {
+                        return None;
+                    }
+                    self.i += 2;
+                    let lo = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else if (0xDC00..0xE000).contains(&hi) {
+                    return None;
+                } else {
+                    hi
+                };
+                char::from_u32(code)?
+            }
+            _ => return None,
+        };
+        if let Some(out) = out {
+            out.push(c);
+        }
+        Some(())
     }
 }
 

@@ -9,7 +9,8 @@
 //! that both give identical tables for arbitrary input.
 //!
 //! Also here: the 64-bit message keys of `message_keys` (MD5) and the in-batch dedup mask, so the
-//! writer's messageId lookup needs no Python per event either.
+//! writer's messageId lookup needs no Python per event either; and (`batch_judge`) the collector's
+//! one-pass check of a request body, by the same contract and the same JSON reader.
 
 use md5::{Digest, Md5};
 use pyo3::buffer::PyBuffer;
@@ -18,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use std::borrow::Cow;
 
+mod batch_judge;
 mod json;
 mod key_filter;
 use json::{Obj, J};
@@ -176,8 +178,26 @@ fn id_text(out: &mut Vec<u8>, v: &J) {
     }
 }
 
+/// contract.required_problem(event) is None: the event has what its call type requires.
+pub(crate) fn required_ok(ev: &Obj) -> bool {
+    let Some(kind) = json::get(ev, "type").and_then(J::as_str) else { return false };
+    if !EVENT_TYPES.contains(&kind) {
+        return false;
+    }
+    let id_ok = |k: &str| json::get(ev, k).map(is_id).unwrap_or(false);
+    if !(id_ok("userId") || id_ok("anonymousId")) {
+        return false;
+    }
+    match kind {
+        "track" => matches!(json::get(ev, "event"), Some(J::Str(name)) if !name.is_empty()),
+        "alias" => id_ok("previousId"),
+        "group" => id_ok("groupId"),
+        _ => true,
+    }
+}
+
 /// Python's truth value of a JSON value (``a or b``)
-fn truthy(v: Option<&J>) -> bool {
+pub(crate) fn truthy(v: Option<&J>) -> bool {
     match v {
         None | Some(J::Null) => false,
         Some(J::Bool(b)) => *b,
@@ -719,24 +739,10 @@ impl Engine {
              mode: Mode, cols: &mut Columns) -> Option<()> {
         let J::Obj(ev) = ev else { return None };
         // contract.required_problem and field_problem: any problem is a reject, judged by the reference
+        if !required_ok(ev) {
+            return None;
+        }
         let kind = json::get(ev, "type")?.as_str()?;
-        if !EVENT_TYPES.contains(&kind) {
-            return None;
-        }
-        let id_ok = |k: &str| json::get(ev, k).map(is_id).unwrap_or(false);
-        if !(id_ok("userId") || id_ok("anonymousId")) {
-            return None;
-        }
-        match kind {
-            "track" => {
-                if json::get(ev, "event")?.as_str()?.is_empty() {
-                    return None;
-                }
-            }
-            "alias" if !id_ok("previousId") => return None,
-            "group" if !id_ok("groupId") => return None,
-            _ => {}
-        }
         for name in ["messageId", "anonymousId", "userId"] {
             match json::get(ev, name) {
                 None | Some(J::Null) => {}
@@ -1027,5 +1033,6 @@ fn _explode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(first_offsets, m)?)?;
     m.add_class::<key_filter::KeyFilter>()?;
     m.add_function(wrap_pyfunction!(key_filter::pairs_literal, m)?)?;
+    m.add_function(wrap_pyfunction!(batch_judge::judge_batch, m)?)?;
     Ok(())
 }
