@@ -235,6 +235,33 @@ def test_numbers_are_written_as_orjson_writes_them(numbers):
     assert out.events.column("properties")[0].as_py() == want
 
 
+def _ties() -> list[float]:
+    """Floats exactly halfway between their two shortest decimal forms (2**k + 0.125 …): the form written is
+    the one whose last digit is even, as Python's repr and orjson write it (87960930222080.125 -> ...080.12)."""
+    from decimal import Decimal
+
+    found = []
+    for k in range(1, 60):
+        for base in (2**k, 3 * 2**k, 5 * 2**k):
+            for frac in (0.125, 0.25, 0.375, 0.75):
+                v = float(base) + frac
+                shortest = repr(v).replace(".", "").lstrip("0").rstrip("0")
+                exact = str(Decimal(v)).replace(".", "").lstrip("0").rstrip("0")
+                if len(exact) == len(shortest) + 1 and exact.endswith("5"):
+                    found += [v, -v]
+    return found
+
+
+def test_floats_halfway_between_two_shortest_forms_are_written_as_orjson_writes_them():
+    ties = _ties()
+    assert len(ties) >= 20
+    text = orjson.dumps(
+        {"batch": [{"type": "track", "event": "n", "anonymousId": "a", "messageId": "m", "properties": {"n": ties}}]}
+    )
+    out = check_explode([(0, 0, encode_bundle([AcceptedRequest("p", RECEIVED, "", "", text)]))], Rules(), replay=False)
+    assert out.events.column("properties")[0].as_py() == orjson.dumps({"n": ties}).decode()
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -67,6 +67,12 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The sign, significant digits and decimal exponent of Rust's ``{:e}`` text of a float.
+fn sci_digits(s: &str) -> (bool, Vec<u8>, i32) {
+    let (mant, exp) = s.split_once('e').unwrap();
+    (mant.starts_with('-'), mant.bytes().filter(|c| c.is_ascii_digit()).collect(), exp.parse().unwrap())
+}
+
 /// A finite float as orjson writes it: shortest round-trip digits, fixed notation for decimal
 /// exponents -5..=15 (always with a fraction: `1.0`), else `1.5e+16` / `1e-7`.
 fn write_f64(out: &mut Vec<u8>, v: f64) {
@@ -74,11 +80,41 @@ fn write_f64(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(if v.is_sign_negative() { b"-0.0" } else { b"0.0" });
         return;
     }
-    let s = format!("{:e}", v);
-    let (mant, exp) = s.split_once('e').unwrap();
-    let exp: i32 = exp.parse().unwrap();
-    let neg = mant.starts_with('-');
-    let digits: Vec<u8> = mant.bytes().filter(|c| c.is_ascii_digit()).collect();
+    let (neg, mut digits, mut exp) = sci_digits(&format!("{:e}", v));
+    // A tie: v lies exactly halfway between the two shortest candidates. Python and orjson take the one
+    // whose last digit is even (562949953421312.25 -> ...312.2); Rust's shortest form may take the other.
+    // Both candidates read back as v only if one unit in their last place is within a double's precision,
+    // so only at 16 or more digits (checked from 15): shorter forms are never ties, and cost nothing here.
+    let exact = if digits.len() >= 15 { Some(sci_digits(&format!("{:.39e}", v))) } else { None };
+    if let Some((_, exact, exact_exp)) = exact.filter(|(_, exact, _)| {
+        let exact_len = exact.iter().rposition(|&c| c != b'0').map_or(1, |i| i + 1);
+        exact_len == digits.len() + 1 && exact[exact_len - 1] == b'5'
+    }) {
+        let mut lower = exact[..digits.len()].to_vec();
+        let even = lower[lower.len() - 1] % 2 == 0;
+        // at a power of two the lower neighbour is nearer: a candidate below may not read back as v
+        let reads_back = |d: &[u8]| {
+            let text = format!("{}.{}e{}", d[0] as char, std::str::from_utf8(&d[1..]).unwrap_or(""), exact_exp);
+            text.parse::<f64>().map(|x| x == v.abs()).unwrap_or(false)
+        };
+        if (even && reads_back(&lower)) || (!even && digits == lower && exp == exact_exp) {
+            exp = exact_exp;
+            if !even {
+                // the upper candidate: lower plus one in its last place (9.5 -> 10)
+                while lower.last() == Some(&b'9') {
+                    lower.pop();
+                }
+                match lower.last_mut() {
+                    Some(last) => *last += 1,
+                    None => {
+                        lower.push(b'1');
+                        exp += 1;
+                    }
+                }
+            }
+            digits = lower;
+        }
+    }
     if neg {
         out.push(b'-');
     }
