@@ -8,7 +8,7 @@ the client sees a 4xx it can act on. What an event requires comes from
 
 A ``/v1/batch`` body is stored as sent: it is parsed once to judge it and not
 re-encoded. That parse is one pass that decodes *and* validates (`fast_batch`), in
-the processors' Rust engine (``eventpipe._explode.judge_batch``): their JSON reader,
+the processors' Rust engine (``eventpipe._explode.settle_batch``): their JSON reader,
 which reads what orjson reads, and their contract check, building only the
 document, its events and their fields (properties, traits and context are
 checked as JSON, never built), each event's size bounded from its text. Anything
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from eventpipe._explode import judge_batch as _judge
+from eventpipe._explode import settle_batch as _settle
 from eventpipe.ingest.body import decompress  # noqa: F401 - part of this module's interface
 from eventpipe.ingest.errors import Rejected
 from eventpipe.ingest.keys import write_key_from_basic  # noqa: F401 - part of this module's interface
@@ -89,7 +89,7 @@ def fast_batch(
 
     Accepts exactly what the long way accepts and returns the same ParsedBatch; it never rejects, so every
     4xx keeps its code and message. The caller has checked ``len(body)`` against the batch limit."""
-    head = _judge(body, max_events, max_event_bytes)
+    head = _settle(body, max_events, max_event_bytes)
     if head is None:
         return None
     events, first_id, key = head  # first_id: the first event's anonymousId or userId

@@ -35,7 +35,7 @@ fn id_object<'py>(py: Python<'py>, v: Option<&J>) -> Option<Bound<'py, PyAny>> {
 /// judge it. Every event must fit ``max_event_bytes`` as orjson re-encodes it, by a bound from its
 /// text (the long way measures that exactly when it measures at all; nesting is bounded by the reader).
 #[pyfunction]
-pub fn judge_batch<'py>(py: Python<'py>, body: &[u8], max_events: usize, max_event_bytes: usize)
+pub fn settle_batch<'py>(py: Python<'py>, body: &[u8], max_events: usize, max_event_bytes: usize)
     -> Option<Bound<'py, PyTuple>> {
     let (doc, sizes) = json::parse_sized(body, BUILT_LEVELS, EVENT_LEVEL)?;
     let J::Obj(top) = &doc else { return None };

@@ -1069,6 +1069,6 @@ fn _explode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(first_offsets, m)?)?;
     m.add_class::<key_filter::KeyFilter>()?;
     m.add_function(wrap_pyfunction!(key_filter::pairs_literal, m)?)?;
-    m.add_function(wrap_pyfunction!(batch_judge::judge_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(batch_judge::settle_batch, m)?)?;
     Ok(())
 }
