@@ -180,7 +180,9 @@ class Collector:
             raw = await incoming.read(headers.get("content-length"), limit)
             body = decompress(raw, headers.get("content-encoding"), limit)
             # One typed decode settles most batches; anything else (every refusal) goes the long way below.
-            parsed = fast_batch(body, s.max_event_bytes, s.max_batch_events) if kind == BATCH else None
+            parsed = (
+                fast_batch(body, s.max_event_bytes, s.max_batch_events, s.max_batch_bytes) if kind == BATCH else None
+            )
             if parsed is not None:
                 if len(body) > limit:
                     raise too_large(limit)

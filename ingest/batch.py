@@ -11,9 +11,9 @@ re-encoded. That parse is one pass that decodes *and* validates (`fast_batch`), 
 the processors' Rust engine (``eventpipe._explode.settle_batch``): their JSON reader,
 which reads what orjson reads, and their contract check, building only the
 document, its events and their fields (properties, traits and context are
-checked as JSON, never built), each event's size bounded from its text. Anything
-that pass cannot settle (an error to word, an event that may re-encode past the
-limit, a batch context to bound) goes the long way, ``decode`` then
+checked as JSON, never built), each event's size and a batch context's bounded
+from their text. Anything that pass cannot settle (an error to word, an event or
+a context that may re-encode past its limit) goes the long way, ``decode`` then
 ``judge_batch``, so every rejection keeps its code and message.
 
 A single-event body (``/v1/track`` …) is re-encoded into the same batch shape,
@@ -83,13 +83,16 @@ def write_key_in(doc: dict) -> str | None:
 
 
 def fast_batch(
-    body: bytes, max_event_bytes: int = MAX_EVENT_BYTES, max_events: int = MAX_BATCH_EVENTS
+    body: bytes,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    max_events: int = MAX_BATCH_EVENTS,
+    max_batch_bytes: int = MAX_BATCH_BYTES,
 ) -> ParsedBatch | None:
     """A /v1/batch body judged in one pass; None when it needs the long way (``decode`` + ``judge_batch``).
 
     Accepts exactly what the long way accepts and returns the same ParsedBatch; it never rejects, so every
     4xx keeps its code and message. The caller has checked ``len(body)`` against the batch limit."""
-    head = _settle(body, max_events, max_event_bytes)
+    head = _settle(body, max_events, max_event_bytes, max_batch_bytes)
     if head is None:
         return None
     events, first_id, key = head  # first_id: the first event's anonymousId or userId

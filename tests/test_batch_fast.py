@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventpipe.ingest.batch import EVENT_TYPES, fast_batch, parse_batch
+from eventpipe.ingest.batch import EVENT_TYPES, MAX_BATCH_BYTES, decode, fast_batch, judge_batch, parse_batch
 from eventpipe.ingest.errors import Rejected
 
 LIMIT = 1 << 20
@@ -59,17 +59,17 @@ batches = st.fixed_dictionaries(
 )
 
 
-def _long_way(body: bytes, max_event_bytes: int = 32 * 1024):
+def _long_way(body: bytes, max_event_bytes: int = 32 * 1024, max_batch_bytes: int = MAX_BATCH_BYTES):
     try:
-        return parse_batch(body, LIMIT, max_event_bytes, 2500)
+        return judge_batch(decode(body, LIMIT), body, max_event_bytes, 2500, max_batch_bytes)
     except Rejected:
         return None
 
 
-def _agree(body: bytes, max_event_bytes: int = 32 * 1024) -> None:
-    fast = fast_batch(body, max_event_bytes, 2500)
+def _agree(body: bytes, max_event_bytes: int = 32 * 1024, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
+    fast = fast_batch(body, max_event_bytes, 2500, max_batch_bytes)
     if fast is not None:
-        assert _long_way(body, max_event_bytes) == fast, body
+        assert _long_way(body, max_event_bytes, max_batch_bytes) == fast, body
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -109,6 +109,29 @@ def test_event_sizes_against_a_small_limit(doc, max_event_bytes, indent):
     for i, text in enumerate(NUMBER_TEXTS):
         body = body.replace(f'"@{i}"'.encode(), text.encode())
     _agree(body, max_event_bytes)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_batches, st.none() | sized_values, st.integers(20, 2000))
+def test_a_batch_context_against_a_small_limit(doc, context, max_batch_bytes):
+    """A batch context is merged into every event downstream: all its copies must fit the batch limit, which the
+    one pass bounds from the context's text (contract.envelope_problem measures it re-encoded)."""
+    body = json.dumps({**doc, "context": context}).encode()
+    for i, text in enumerate(NUMBER_TEXTS):
+        body = body.replace(f'"@{i}"'.encode(), text.encode())
+    _agree(body, 32 * 1024, max_batch_bytes)
+
+
+def test_a_batch_context_is_settled_in_one_pass_unless_its_copies_may_not_fit():
+    events = [{"type": "track", "event": "e", "anonymousId": "a"}] * 10
+    for context in ({"library": {"name": "analytics-go", "version": "3.1.0"}}, {}, [], "x", 5):
+        body = orjson.dumps({"batch": events, "context": context})
+        assert fast_batch(body) is not None and fast_batch(body) == _long_way(body), context
+    big = orjson.dumps({"batch": events, "context": {"pad": "x" * 60_000}})
+    assert fast_batch(big) is None and _long_way(big) is None  # 10 copies of 60 KB: context_too_large
+    twice = b'{"batch":' + orjson.dumps(events) + b',"context":{"pad":"' + b"x" * 60_000 + b'"},"context":{}}'
+    _agree(twice)  # the last one counts, as in a Python dict
+    assert fast_batch(twice) is not None
 
 
 def _event(i: int, **extra) -> dict:

@@ -14,8 +14,6 @@ use pyo3::types::{PyString, PyTuple};
 
 /// The document, `batch` and the events are built; their fields' objects and arrays are not.
 const BUILT_LEVELS: usize = 3;
-/// The events: the items of the top-level `batch` array.
-const EVENT_LEVEL: usize = 2;
 
 /// An identifier as Python reads it; None (the long way) for anything `partition_key` would have to
 /// turn into text from something other than a string or a number.
@@ -32,23 +30,28 @@ fn id_object<'py>(py: Python<'py>, v: Option<&J>) -> Option<Bound<'py, PyAny>> {
 
 /// ``(events, id, writeKey)``: the first event's ``anonymousId or userId`` (what `partition_key` turns
 /// into the key) and the writeKey, as the long way would route the body; None when the long way must
-/// judge it. Every event must fit ``max_event_bytes`` as orjson re-encodes it, by a bound from its
-/// text (the long way measures that exactly when it measures at all; nesting is bounded by the reader).
+/// judge it. Every event must fit ``max_event_bytes`` as orjson re-encodes it, and a batch context,
+/// merged into each event downstream, ``max_batch_bytes`` in all its copies (contract.envelope_problem),
+/// by bounds from their text (the long way measures them exactly; nesting is bounded by the reader).
 #[pyfunction]
-pub fn settle_batch<'py>(py: Python<'py>, body: &[u8], max_events: usize, max_event_bytes: usize)
-    -> Option<Bound<'py, PyTuple>> {
-    let (doc, sizes) = json::parse_sized(body, BUILT_LEVELS, EVENT_LEVEL)?;
+pub fn settle_batch<'py>(py: Python<'py>, body: &[u8], max_events: usize, max_event_bytes: usize,
+                         max_batch_bytes: usize) -> Option<Bound<'py, PyTuple>> {
+    let (doc, sizes) = json::parse_sized(body, BUILT_LEVELS)?;
     let J::Obj(top) = &doc else { return None };
-    if !matches!(json::get(top, "context"), None | Some(J::Null)) {
-        return None; // a batch context is bounded by the long way (contract.envelope_problem)
-    }
     let Some(J::Arr(batch)) = json::get(top, "batch") else { return None };
     if batch.is_empty() || batch.len() > max_events {
         return None;
     }
     // one size per event: any other top-level array with items, or a repeated "batch", adds to them
-    if sizes.len() != batch.len() || sizes.iter().any(|&n| n > max_event_bytes) {
+    if sizes.items.len() != batch.len() || sizes.items.iter().any(|&n| n > max_event_bytes) {
         return None;
+    }
+    if let Some(J::Obj(context)) = json::get(top, "context") {
+        // the value kept is the last one read (a Python dict); anything but a non-empty object merges as nothing
+        let size = sizes.members.iter().rev().find(|(key, _)| key == "context").map(|(_, n)| *n)?;
+        if !context.is_empty() && size * batch.len() > max_batch_bytes {
+            return None;
+        }
     }
     for event in batch {
         let J::Obj(event) = event else { return None };

@@ -65,38 +65,46 @@ struct Reader<'a> {
     i: usize,
     keep: usize, // objects and arrays at this depth or deeper are checked but not built
     growth: usize, // bytes orjson's re-encoding may add to what has been read (numbers it writes longer)
-    sized_depth: usize, // the items of arrays whose items are at this depth are sized into `sizes`
-    sizes: Vec<usize>,
+    sized: Option<Sizes<'a>>,
+}
+
+/// Bounds on the sizes of a document's parts as orjson.dumps re-encodes them: their text, less nothing
+/// (whitespace, escapes and repeated keys only shrink it), plus what a number not written as orjson
+/// writes it may add (``1e5`` is written ``100000.0``).
+#[derive(Default)]
+pub struct Sizes<'a> {
+    /// the document's members, in the order read (a repeated key appears each time)
+    pub members: Vec<(Cow<'a, str>, usize)>,
+    /// the items of the document's arrays, in the order read
+    pub items: Vec<usize>,
 }
 
 /// The longest number orjson writes (``-2.2250738585072014e-308``).
 const LONGEST_NUMBER: usize = 24;
 
 pub fn parse(body: &[u8]) -> Option<J<'_>> {
-    Some(read(body, usize::MAX, usize::MAX)?.0)
+    Some(read(body, usize::MAX, None)?.0)
 }
 
 /// Like `parse`, but an object or array nested ``keep`` levels deep (the document is level 0) is
 /// read, and refused exactly as `parse` would refuse it, without being built: it stands in the tree
-/// as an empty one of its kind. For callers that look at the top levels only (the collector).
-///
-/// Also returns, for each item of an array at level ``sized - 1`` in the order read, a bound on its
-/// size as orjson.dumps re-encodes it: its text, less nothing (whitespace, escapes and repeated keys
-/// only shrink), plus what a number not written as orjson writes it may add.
-pub fn parse_sized(body: &[u8], keep: usize, sized: usize) -> Option<(J<'_>, Vec<usize>)> {
-    read(body, keep, sized)
+/// as an empty one of its kind (for callers that look at the top levels only: the collector). With
+/// the size bounds of the document's members and of its arrays' items.
+pub fn parse_sized(body: &[u8], keep: usize) -> Option<(J<'_>, Sizes<'_>)> {
+    let (doc, sizes) = read(body, keep, Some(Sizes::default()))?;
+    Some((doc, sizes.unwrap_or_default()))
 }
 
-fn read(body: &[u8], keep: usize, sized_depth: usize) -> Option<(J<'_>, Vec<usize>)> {
+fn read<'a>(body: &'a [u8], keep: usize, sized: Option<Sizes<'a>>) -> Option<(J<'a>, Option<Sizes<'a>>)> {
     let s = std::str::from_utf8(body).ok()?;
-    let mut r = Reader { b: body, s, i: 0, keep, growth: 0, sized_depth, sizes: Vec::new() };
+    let mut r = Reader { b: body, s, i: 0, keep, growth: 0, sized };
     r.ws();
     let v = r.value(0)?;
     r.ws();
     if r.i != r.b.len() {
         return None;
     }
-    Some((v, r.sizes))
+    Some((v, r.sized))
 }
 
 impl<'a> Reader<'a> {
@@ -140,7 +148,11 @@ impl<'a> Reader<'a> {
                     }
                     self.i += 1;
                     self.ws();
+                    let (start, grown) = (self.i, self.growth);
                     let v = self.value(depth + 1)?;
+                    if let Some(sized) = self.sized.as_mut().filter(|_| depth == 0) {
+                        sized.members.push((k.clone(), self.i - start + self.growth - grown));
+                    }
                     // a repeated key: the last value, at the first one's place (a Python dict)
                     if pairs.len() > 64 {
                         return None; // quadratic beyond this: the reference reads such objects
@@ -163,8 +175,8 @@ impl<'a> Reader<'a> {
                     self.ws();
                     let (start, grown) = (self.i, self.growth);
                     items.push(self.value(depth + 1)?);
-                    if depth + 1 == self.sized_depth {
-                        self.sizes.push(self.i - start + self.growth - grown);
+                    if let Some(sized) = self.sized.as_mut().filter(|_| depth == 1) {
+                        sized.items.push(self.i - start + self.growth - grown);
                     }
                     if self.closed_after_item(b']')? {
                         return Some(J::Arr(items));
