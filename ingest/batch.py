@@ -95,8 +95,8 @@ def fast_batch(
     head = _settle(body, max_events, max_event_bytes, max_batch_bytes)
     if head is None:
         return None
-    events, first_id, key = head  # first_id: the first event's anonymousId or userId
-    return ParsedBatch(body=body, events=events, partition_key=partition_key(first_id, None), write_key=key)
+    events, first_id, key = head  # first_id: the first event's `anonymousId or userId`, already chosen
+    return ParsedBatch(body=body, events=events, partition_key=partition_key(None, first_id), write_key=key)
 
 
 def decode(body: bytes, limit: int, single: bool = False) -> dict:

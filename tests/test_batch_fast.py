@@ -208,7 +208,15 @@ def test_edge_cases_settle_as_the_long_way_would(extra):
 
 def test_odd_but_valid_bodies_are_settled_in_one_pass():
     """The one pass settles more than the common body: it is not a filter that hands most bodies on."""
-    for extra in (',"writeKey":5', ',"p":' + "1" * 30, ',"p":{"q":[1e5,-0.0,"\\u00e9",{"r":null}]}', ',"userId":{}'):
+    many_keys = ',"p":{' + ",".join(f'"k{i}":{i}' for i in range(100)) + "}"  # built objects stop at 64 keys
+    for extra in (
+        ',"writeKey":5',
+        ',"p":' + "1" * 30,
+        ',"p":{"q":[1e5,-0.0,"\\u00e9",{"r":null}]}',
+        ',"userId":{}',
+        many_keys,
+        ',"anonymousId":0,"userId":0',  # `anonymousId or userId` is 0: its text, not None's
+    ):
         body = ('{"batch":[' + GOOD % extra + "]}").encode()
         assert fast_batch(body) is not None and fast_batch(body) == _long_way(body), extra
 

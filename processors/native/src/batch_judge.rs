@@ -2,7 +2,7 @@
 //!
 //! It reads the body once with the processors' own JSON reader (src/json.rs: orjson's rules, so
 //! the collector accepts only bodies the processors can read) and judges it by the same contract
-//! check (`required_ok`), building only the top two levels: the document, its `batch` and the
+//! check (`required_ok`), building only the top levels: the document, its `batch` and the
 //! events' own fields; everything deeper (properties, traits, context) is read and checked as JSON
 //! but never built. It never refuses: whatever it cannot settle exactly as the long way would
 //! (`decode` + `judge_batch`) it hands back as None, so every rejection keeps its code and message.

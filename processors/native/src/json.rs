@@ -87,9 +87,10 @@ pub fn parse(body: &[u8]) -> Option<J<'_>> {
 }
 
 /// Like `parse`, but an object or array nested ``keep`` levels deep (the document is level 0) is
-/// read, and refused exactly as `parse` would refuse it, without being built: it stands in the tree
-/// as an empty one of its kind (for callers that look at the top levels only: the collector). With
-/// the size bounds of the document's members and of its arrays' items.
+/// read, and refused where orjson refuses it, without being built: it stands in the tree as an
+/// empty one of its kind (for callers that look at the top levels only: the collector). Such a
+/// skipped object may have more than the 64 keys a built one may (that limit is only there to keep
+/// building linear). With the size bounds of the document's members and of its arrays' items.
 pub fn parse_sized(body: &[u8], keep: usize) -> Option<(J<'_>, Sizes<'_>)> {
     let (doc, sizes) = read(body, keep, Some(Sizes::default()))?;
     Some((doc, sizes.unwrap_or_default()))
@@ -192,7 +193,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A value read and refused exactly as `value` would, without building it (below ``keep``).
+    /// A value read and refused as `value` would refuse it (bar the 64 keys), without building it.
     fn skip(&mut self, depth: usize) -> Option<()> {
         match *self.b.get(self.i)? {
             open @ (b'{' | b'[') => {
