@@ -26,6 +26,8 @@ IDS = (
     | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.sampled_from(["", "u", "a-1", "0"])
+    | st.lists(st.integers(0, 3), max_size=2)  # the long way keys a partition by str() of whatever is truthy
+    | st.dictionaries(st.sampled_from("ab"), st.integers(0, 3), max_size=2)
 )
 scalars = (
     st.none()
@@ -185,6 +187,9 @@ GOOD = '{"type":"track","event":"e","anonymousId":"a"%s}'
         ',"anonymousId":""',
         ',"anonymousId":true',
         ',"anonymousId":{"a":1}',
+        ',"anonymousId":{"a":1},"userId":"u"',
+        ',"anonymousId":[],"userId":"u"',
+        ',"anonymousId":[0],"userId":"u"',
         ',"userId":false',
         ',"event":""',
         ',"event":7',

@@ -70,6 +70,9 @@ pub fn settle_batch<'py>(py: Python<'py>, body: &[u8], max_events: usize, max_ev
         _ => py.None().into_bound(py),
     };
     let anonymous = json::get(first, "anonymousId");
+    if matches!(anonymous, Some(J::Arr(_) | J::Obj(_))) {
+        return None; // read but not built: whether it is empty, which `or` asks, is not known here
+    }
     let by = id_object(py, if truthy(anonymous) { anonymous } else { json::get(first, "userId") })?;
     let events = batch.len().into_pyobject(py).ok()?.into_any();
     PyTuple::new(py, [events, by, key]).ok()
