@@ -179,7 +179,7 @@ class Collector:
             limit = s.max_batch_bytes if kind == BATCH else s.max_event_bytes
             raw = await incoming.read(headers.get("content-length"), limit)
             body = decompress(raw, headers.get("content-encoding"), limit)
-            # One typed decode settles most batches; anything else (every refusal) goes the long way below.
+            # The one pass (Rust) settles most batches; anything else (every refusal) goes the long way below.
             parsed = (
                 fast_batch(body, s.max_event_bytes, s.max_batch_events, s.max_batch_bytes) if kind == BATCH else None
             )
