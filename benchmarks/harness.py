@@ -7,6 +7,7 @@ CPU from /proc of the process group, foreign load from /proc/stat, results as JS
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import json
 import os
@@ -200,6 +201,7 @@ def baseline_pythonpath(checkout: Path) -> str:
     checkout = checkout.resolve()
     dirs = tomllib.loads((checkout / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     layout = Path(tempfile.mkdtemp(prefix="eventpipe-baseline-")) / "eventpipe"
+    atexit.register(shutil.rmtree, layout.parent, True)  # links only: removed when the benchmark ends
     layout.mkdir()
     for entry in (checkout / dirs["eventpipe"]).iterdir():
         (layout / entry.name).symlink_to(entry)
